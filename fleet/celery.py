@@ -1,0 +1,65 @@
+"""The Celery app and the static beat schedule (one commented line per periodic job)."""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleet.settings")
+
+app = Celery("fleet")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# Separate queues so that nightly maintenance never starves a customer's deploy.
+app.conf.task_queues = (Queue("operations"), Queue("maintenance"), Queue("billing"))
+app.autodiscover_tasks()
+
+
+def _seconds(name: str, default: float) -> float:
+    from django.conf import settings
+
+    return float(getattr(settings, name, default))
+
+
+app.conf.beat_schedule = {
+    # Compare what PostgreSQL wants with what every engine reports; restart crashed instances.
+    "reconcile-fleet": {
+        "task": "instances.tasks.reconcile_fleet",
+        "schedule": float(os.environ.get("FLEET_RECONCILE_SECONDS", 30)),
+    },
+    # Mirror each running instance's sessions, tokens and costs into PostgreSQL.
+    "sync-sessions": {
+        "task": "sessions_mgmt.tasks.sync_all_sessions",
+        "schedule": float(os.environ.get("FLEET_SESSION_SYNC_SECONDS", 180)),
+    },
+    # Nightly backups of every instance, fanned out with a bounded concurrency.
+    "nightly-backups": {
+        "task": "sessions_mgmt.tasks.nightly_backups",
+        "schedule": crontab(hour=2, minute=0),
+    },
+    # Nightly session pruning by each instance's retention policy.
+    "nightly-prune": {
+        "task": "sessions_mgmt.tasks.nightly_prune",
+        "schedule": crontab(hour=3, minute=0),
+    },
+    # Alert on instances without a good backup for 26 hours.
+    "backup-freshness": {
+        "task": "sessions_mgmt.tasks.check_backup_freshness",
+        "schedule": crontab(minute=15),
+    },
+    # Roll usage up into the per-instance, per-day cost ledger; budgets and meter events.
+    "usage-rollup": {
+        "task": "billing.tasks.rollup_usage",
+        "schedule": crontab(minute=5),
+    },
+    # Pause instances whose payment grace period has ended (after a backup).
+    "billing-grace": {
+        "task": "billing.tasks.enforce_grace_periods",
+        "schedule": crontab(minute="*/15"),
+    },
+    # Purge instances deleted more than FLEET_DELETE_GRACE_DAYS ago.
+    "purge-deleted": {
+        "task": "instances.tasks.purge_expired_instances",
+        "schedule": crontab(hour=4, minute=0),
+    },
+}
