@@ -13,7 +13,10 @@ class UserAdmin(BaseUserAdmin):
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Personal info", {"fields": ("first_name", "last_name")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        (
+            "Permissions",
+            {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
@@ -47,17 +50,45 @@ class InvitationAdmin(admin.ModelAdmin):
     list_filter = ["role"]
     search_fields = ["email", "organization__name"]
     exclude = ["token_hash"]
-    readonly_fields = ["organization", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at"]
+    readonly_fields = [
+        "organization",
+        "email",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+    ]
     list_select_related = ["organization"]
 
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "display", "organization", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at"]
+    list_display = [
+        "name",
+        "display",
+        "organization",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    ]
     list_filter = ["revoked_at"]
     search_fields = ["name", "lookup", "organization__name", "organization__slug"]
     exclude = ["token_hash"]
-    readonly_fields = ["organization", "name", "lookup", "scopes", "created_by", "created_at", "expires_at", "revoked_at", "last_used_at", "last_used_ip"]
+    readonly_fields = [
+        "organization",
+        "name",
+        "lookup",
+        "scopes",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+        "last_used_ip",
+    ]
     list_select_related = ["organization"]
 
     def has_add_permission(self, request):

@@ -4,8 +4,10 @@ from .models import ApiToken, AuditEvent, Invitation, Membership, Organization
 
 
 def members_for(*, organization: Organization):
-    return Membership.objects.select_related("user").filter(organization=organization).order_by(
-        "user__email"
+    return (
+        Membership.objects.select_related("user")
+        .filter(organization=organization)
+        .order_by("user__email")
     )
 
 

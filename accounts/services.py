@@ -346,7 +346,9 @@ def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        audit(actor=actor, action="api_token.revoked", organization=token.organization, target=token)
+        audit(
+            actor=actor, action="api_token.revoked", organization=token.organization, target=token
+        )
     return token
 
 

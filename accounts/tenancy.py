@@ -73,9 +73,7 @@ class OrganizationScopedMixin(_RefuseGetQueryset, LoginRequiredMixin):
     def get_queryset(self):
         if self.model is None:
             raise ImproperlyConfigured(f"{type(self).__name__} needs a model")
-        base = self.model._default_manager.filter(
-            **{self.organization_lookup: self.organization}
-        )
+        base = self.model._default_manager.filter(**{self.organization_lookup: self.organization})
         return self.scope_queryset(base)
 
 

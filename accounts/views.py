@@ -97,7 +97,9 @@ def org_settings(request):
                 except ValidationError as exc:
                     apply_service_errors(invite_form, exc)
                 else:
-                    messages.success(request, f"Invitation sent to {invite_form.cleaned_data['email']}.")
+                    messages.success(
+                        request, f"Invitation sent to {invite_form.cleaned_data['email']}."
+                    )
                     return redirect("org_settings")
         elif "rename" in request.POST:
             current_membership(request, roles.MANAGE_ORG)
@@ -128,9 +130,7 @@ def org_settings(request):
 @require_POST
 def member_update(request, membership_id: int):
     membership = current_membership(request, roles.MANAGE_MEMBERS)
-    target = get_object_or_404(
-        Membership, pk=membership_id, organization=membership.organization
-    )
+    target = get_object_or_404(Membership, pk=membership_id, organization=membership.organization)
     actor = Actor.from_request(request)
     try:
         if "remove" in request.POST:
@@ -204,7 +204,11 @@ def api_tokens(request):
     return render(
         request,
         "accounts/api_tokens.html",
-        {"form": form, "tokens": selectors.api_tokens_for(organization=org), "new_secret": new_secret},
+        {
+            "form": form,
+            "tokens": selectors.api_tokens_for(organization=org),
+            "new_secret": new_secret,
+        },
     )
 
 

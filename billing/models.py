@@ -150,6 +150,9 @@ class UsageDay(models.Model):
         ]
         indexes = [models.Index(fields=["organization", "day"])]
 
+    def __str__(self):
+        return f"{self.instance_id} {self.day}"
+
     @property
     def total_cost_usd(self) -> Decimal:
         return self.compute_cost_usd + self.llm_cost_usd

@@ -54,8 +54,10 @@ def exception_handler(exc, context):
             fields = {k: v if isinstance(v, list) else [v] for k, v in detail.items()}
             first_key = next(iter(fields), None)
             first = fields[first_key][0] if first_key else "Invalid input."
-            message = str(first) if first_key in ("detail", "non_field_errors") else (
-                f"{first_key}: {first}"
+            message = (
+                str(first)
+                if first_key in ("detail", "non_field_errors")
+                else (f"{first_key}: {first}")
             )
         else:
             message = str(detail[0]) if isinstance(detail, list) and detail else str(detail)

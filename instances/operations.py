@@ -1,0 +1,166 @@
+"""Operations: long work recorded in PostgreSQL before it runs, safe to retry.
+
+The life of an operation:
+1. `operation_request()` inserts a queued Operation in the caller's transaction. The partial
+   unique index `one_active_operation_per_instance` makes a second request for the same
+   instance fail in the database; we turn that into `OperationInProgress` (HTTP 409 / a form
+   error). The Celery task is enqueued with transaction.on_commit, so it never races the insert.
+2. `run_operation(op_id)` (the Celery task calls it) claims the row with a conditional
+   UPDATE (queued → running, or running → running for a redelivered task after a worker died),
+   then calls the handler registered for the kind. Handlers are written as a sequence of
+   converging steps (running one twice is harmless), so a redelivery finishes the job.
+3. Each `step()` appends {name, state, started_at, finished_at, detail} to Operation.steps so
+   the dashboard, the API and admin show progress. The first exception fails the operation
+   with a message a customer can read (`OperationError.public`) and the detail kept for staff.
+
+Other apps register handlers for their kinds (sessions_mgmt: backup, restore, prune) with
+`register_handler()` from their AppConfig.ready().
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import contextmanager
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Instance, Operation
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Operation], None]
+_HANDLERS: dict[str, Handler] = {}
+
+
+class OperationInProgress(Exception):
+    """Another operation is queued or running on this instance."""
+
+    def __init__(self, active: Operation | None = None):
+        self.active = active
+        what = f" ({active.get_kind_display().lower()})" if active else ""
+        super().__init__(
+            f"An operation is in progress on this instance{what}. Wait for it to finish."
+        )
+
+
+class OperationError(Exception):
+    """A failure worth showing to the customer. `public` is safe to display; str() is detail."""
+
+    def __init__(self, public: str, detail: str = ""):
+        self.public = public
+        super().__init__(detail or public)
+
+
+def register_handler(kind: str, handler: Handler) -> None:
+    _HANDLERS[kind] = handler
+
+
+def handler_for(kind: str) -> Handler:
+    try:
+        return _HANDLERS[kind]
+    except KeyError as exc:
+        raise OperationError("This action is not available.", f"no handler for {kind}") from exc
+
+
+def active_operation(instance: Instance) -> Operation | None:
+    return instance.operations.filter(state__in=Operation.ACTIVE_STATES).first()
+
+
+def operation_request(
+    *, actor, instance: Instance, kind: str, params: dict | None = None, enqueue: bool = True
+) -> Operation:
+    """Record a queued operation and enqueue it after commit. Raises OperationInProgress."""
+    try:
+        with transaction.atomic():
+            op = Operation.objects.create(
+                instance=instance,
+                organization_id=instance.organization_id,
+                kind=kind,
+                params=params or {},
+                requested_by=getattr(actor, "user", None),
+                requested_via=getattr(actor, "via", "system"),
+            )
+    except IntegrityError as exc:
+        raise OperationInProgress(active_operation(instance)) from exc
+    if enqueue:
+        transaction.on_commit(lambda: enqueue_operation(op.pk))
+    return op
+
+
+def enqueue_operation(op_id) -> None:
+    from .tasks import run_operation_task
+
+    result = run_operation_task.apply_async(args=[str(op_id)])
+    Operation.objects.filter(pk=op_id, task_id="").update(task_id=result.id or "")
+
+
+def claim(op_id) -> Operation | None:
+    """queued → running, or take over a running op whose worker died (redelivery)."""
+    now = timezone.now()
+    updated = Operation.objects.filter(pk=op_id, state__in=Operation.ACTIVE_STATES).update(
+        state=Operation.State.RUNNING, started_at=now, attempts=F("attempts") + 1
+    )
+    if updated != 1:
+        return None  # finished already (a duplicate delivery): nothing to do
+    return Operation.objects.select_related("instance", "instance__host").get(pk=op_id)
+
+
+def _save_steps(op: Operation) -> None:
+    Operation.objects.filter(pk=op.pk).update(steps=op.steps)
+
+
+@contextmanager
+def step(op: Operation, name: str, detail: str = ""):
+    """Record one progress step around a block of converging work."""
+    entry = {
+        "name": name,
+        "state": "running",
+        "started_at": timezone.now().isoformat(),
+        "finished_at": None,
+        "detail": detail,
+    }
+    # A redelivered op re-runs its steps; show the new attempt instead of a duplicate row.
+    op.steps = [s for s in op.steps if s.get("name") != name] + [entry]
+    _save_steps(op)
+    try:
+        yield entry
+    except Exception:
+        entry["state"] = "failed"
+        entry["finished_at"] = timezone.now().isoformat()
+        _save_steps(op)
+        raise
+    entry["state"] = "done"
+    entry["finished_at"] = timezone.now().isoformat()
+    _save_steps(op)
+
+
+def finish(op: Operation, *, error: Exception | None = None) -> Operation:
+    fields = {"finished_at": timezone.now()}
+    if error is None:
+        fields["state"] = Operation.State.SUCCEEDED
+    else:
+        fields["state"] = Operation.State.FAILED
+        fields["error"] = (
+            getattr(error, "public", None) or "Something went wrong; staff have the detail."
+        )
+        fields["error_detail"] = f"{type(error).__name__}: {error}"[:4000]
+    Operation.objects.filter(pk=op.pk, state=Operation.State.RUNNING).update(**fields)
+    op.refresh_from_db()
+    return op
+
+
+def run_operation(op_id) -> Operation | None:
+    """Claim and run one operation to the end. Safe to call twice for the same id."""
+    op = claim(op_id)
+    if op is None:
+        return None
+    try:
+        handler_for(op.kind)(op)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the operation
+        log.warning("operation %s (%s) failed: %s", op.pk, op.kind, type(exc).__name__)
+        log.debug("operation failure detail", exc_info=True)
+        return finish(op, error=exc)
+    return finish(op)
