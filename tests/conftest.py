@@ -1,0 +1,108 @@
+"""Fixtures every test package shares.
+
+The cast (healthchecks' habit): alice owns org "alice-co", bob is a member of alice's org, and
+charlie owns "charlie-co" and must never see anything of alice's (a 404, never a 403).
+Fixtures for the real Docker engine, the OpenClaw image, the mock LLM and a Celery worker live
+in tests/fleet_fixtures.py.
+"""
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts import services as account_services
+from accounts.models import Role
+from accounts.services import SYSTEM
+
+from .factories import MembershipFactory, OrganizationFactory, UserFactory, verified
+
+pytest_plugins = ["tests.fleet_fixtures"]
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(settings):
+    """Each test gets its own cache prefix, so rate-limit counters never leak between tests."""
+    import uuid
+
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
+    }
+
+
+@pytest.fixture
+def alice_org(db):
+    return OrganizationFactory(name="Alice Co", slug="alice-co")
+
+
+@pytest.fixture
+def charlie_org(db):
+    return OrganizationFactory(name="Charlie Co", slug="charlie-co")
+
+
+@pytest.fixture
+def alice(alice_org):
+    user = verified(UserFactory(email="alice@example.com"))
+    MembershipFactory(user=user, organization=alice_org, role=Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def bob(alice_org):
+    user = verified(UserFactory(email="bob@example.com"))
+    MembershipFactory(user=user, organization=alice_org, role=Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def victor(alice_org):
+    """A viewer in alice's organization: may look, may not change anything."""
+    user = verified(UserFactory(email="victor@example.com"))
+    MembershipFactory(user=user, organization=alice_org, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def charlie(charlie_org):
+    user = verified(UserFactory(email="charlie@example.com"))
+    MembershipFactory(user=user, organization=charlie_org, role=Role.OWNER)
+    return user
+
+
+def _client_for(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    return _client_for(client, alice)
+
+
+@pytest.fixture
+def make_token(db):
+    """make_token(org, scopes=["read"]) -> (ApiToken, secret)."""
+
+    def make(org, scopes=("read", "operate", "billing"), **kwargs):
+        return account_services.api_token_create(
+            actor=SYSTEM,
+            organization=org,
+            name=kwargs.pop("name", "test"),
+            scopes=list(scopes),
+            **kwargs,
+        )
+
+    return make
+
+
+@pytest.fixture
+def api_for(make_token):
+    """api_for(org, scopes) -> an APIClient authenticated with a fresh token of that org."""
+
+    def make(org, scopes=("read", "operate", "billing")):
+        _, secret = make_token(org, scopes)
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return api
+
+    return make
