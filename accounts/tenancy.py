@@ -19,7 +19,7 @@ from .models import Organization
 class _RefuseGetQueryset:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "get_queryset" in cls.__dict__:
+        if "get_queryset" in cls.__dict__ and not cls.__dict__.get("_tenancy_base", False):
             raise ImproperlyConfigured(
                 f"{cls.__name__} must not define get_queryset; override scope_queryset() instead "
                 "so the organization scope cannot be lost."
@@ -53,6 +53,7 @@ def request_allows(request, permission: str) -> bool:
 class OrganizationScopedMixin(_RefuseGetQueryset, LoginRequiredMixin):
     """For dashboard views. Set `model` (with an `organization` field) and `permission`."""
 
+    _tenancy_base = True
     model = None
     permission = roles.VIEW
     organization_lookup = "organization"
@@ -98,6 +99,7 @@ class ScopedPermission(permissions.BasePermission):
 class OrganizationScopedViewSet(_RefuseGetQueryset, viewsets.GenericViewSet):
     """For the API. Set `queryset` (its model needs `organization`); narrow in scope_queryset."""
 
+    _tenancy_base = True
     permission_classes = [permissions.IsAuthenticated, ScopedPermission]
     organization_lookup = "organization"
     action_permissions: dict = {}

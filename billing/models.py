@@ -66,6 +66,8 @@ class Subscription(models.Model):
     grace_until = models.DateTimeField(null=True, blank=True)
     # The `created` of the newest Stripe event applied: older events never overwrite newer state.
     stripe_event_created = models.BigIntegerField(default=0)
+    # The same for invoice events (a late invoice.payment_failed never undoes a newer invoice.paid).
+    payment_event_created = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
@@ -206,3 +208,88 @@ class MeterReport(models.Model):
 
     def __str__(self):
         return self.identifier
+
+
+class SessionUsageDay(models.Model):
+    """Per session per day: the session's cumulative counters as last seen that day, and the
+    usage attributed to that day (the difference from the session's previous snapshot).
+
+    The rollup writes these; UsageDay token columns are their per-instance sums. See
+    docs/billing.md ("Attributing tokens to days").
+    """
+
+    session = models.ForeignKey(
+        "sessions_mgmt.Session", on_delete=models.CASCADE, related_name="usage_days"
+    )
+    instance = models.ForeignKey("instances.Instance", on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+"
+    )
+    day = models.DateField()
+    # Cumulative counters of the session at the last rollup of `day`.
+    seen_input_tokens = models.BigIntegerField(default=0)
+    seen_output_tokens = models.BigIntegerField(default=0)
+    seen_cache_read_tokens = models.BigIntegerField(default=0)
+    seen_cache_write_tokens = models.BigIntegerField(default=0)
+    # What `day` added (never negative).
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    llm_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "day"], name="one_session_usage_per_day")
+        ]
+        indexes = [
+            models.Index(fields=["instance", "day"]),
+            models.Index(fields=["organization", "day"]),
+        ]
+
+    def __str__(self):
+        return f"{self.session_id} on {self.day}"
+
+
+class BillingPause(models.Model):
+    """An instance billing paused (grace period over, or a budget with action PAUSE).
+
+    Lets a paid invoice resume exactly the instances billing paused, and makes the budget pause
+    happen once per month.
+    """
+
+    class Reason(models.TextChoices):
+        GRACE = "grace", "Payment grace period ended"
+        BUDGET = "budget", "Monthly budget reached"
+
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+"
+    )
+    instance = models.ForeignKey("instances.Instance", on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    month = models.CharField(max_length=7, blank=True)  # "2026-11" for budget pauses
+    created_at = models.DateTimeField(default=timezone.now)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One open grace pause per instance at a time.
+            models.UniqueConstraint(
+                fields=["instance"],
+                condition=Q(reason="grace", resumed_at__isnull=True),
+                name="one_open_grace_pause_per_instance",
+            ),
+            # A budget pauses an instance at most once per month.
+            models.UniqueConstraint(
+                fields=["instance", "month"],
+                condition=Q(reason="budget"),
+                name="one_budget_pause_per_instance_per_month",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.instance_id} paused ({self.reason})"

@@ -100,9 +100,9 @@ build_version() {
     done
     cp "$HERE/entrypoint.sh" "$ctx/entrypoint.sh"
     log "docker build $ref (context $(du -sh "$ctx" | cut -f1))"
-    timed "docker build $ref" "$DOCKER" build -q -f "$HERE/Dockerfile" \
-        --build-arg "OPENCLAW_VERSION=$v" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        -t "$ref" "$ctx" >"$CACHE/logs/build-$v.log" 2>&1 \
+    timed "docker build $ref" bash -c '"$0" build -f "$1" --build-arg "OPENCLAW_VERSION=$2" \
+        --build-arg "BASE_IMAGE=$3" -t "$4" "$5" >"$6" 2>&1' \
+        "$DOCKER" "$HERE/Dockerfile" "$v" "$BASE_IMAGE" "$ref" "$ctx" "$CACHE/logs/build-$v.log" \
         || { tail -30 "$CACHE/logs/build-$v.log" >&2; die "docker build $ref failed"; }
     rm -rf "$ctx"
     log "$ref: $("$DOCKER" run --rm --entrypoint openclaw "$ref" --version 2>/dev/null | tail -1)," \

@@ -1,0 +1,70 @@
+# Clawfleet: `make run` starts everything on http://127.0.0.1:8000, `make test` runs the suite.
+# Both install what is missing first (Python packages, Redis, Docker engine, the OpenClaw image).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+OPENCLAW_VERSIONS ?= 2026.9.6 2026.9.5
+TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/clawfleet} \
+	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/2} \
+	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/3}
+
+.PHONY: run test lint fmt bench venv redis postgres docker image test-image chromium check clean
+
+run: venv redis docker image
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py fleet_bootstrap
+	$(PY) manage.py bootstrap_demo
+	@echo "Starting web, worker, beat and the mock LLM on http://127.0.0.1:8000 (Ctrl-C stops all)"
+	$(VENV)/bin/honcho start web worker beat mockllm
+
+test: venv redis postgres docker image test-image chromium check
+	$(TEST_ENV) $(PY) -m pytest
+
+check: venv
+	$(TEST_ENV) $(PY) manage.py check
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lint: check
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: venv redis postgres docker image
+	$(TEST_ENV) $(PY) bench/deploy.py
+	$(TEST_ENV) $(PY) bench/sessions.py
+	$(TEST_ENV) $(PY) bench/backup.py
+	$(TEST_ENV) $(PY) bench/api.py
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@bash scripts/ensure-python.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+redis:
+	@bash scripts/ensure-redis.sh
+
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+docker:
+	@bash scripts/ensure-docker.sh
+
+image: docker
+	@bash images/openclaw/build.sh $(OPENCLAW_VERSIONS)
+
+test-image: docker
+	@bash images/openclaw/build.sh --broken
+
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+clean:
+	rm -rf $(VENV) db.sqlite3 var/ staticfiles/ artifacts/

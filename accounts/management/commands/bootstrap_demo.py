@@ -1,0 +1,50 @@
+"""Create (or refresh) the demo staff user `make run` prints, with a ready-to-deploy workspace."""
+
+import os
+import secrets
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts.models import User
+from accounts.services import personal_organization_ensure
+
+DEMO_EMAIL = "admin@clawfleet.local"
+
+
+class Command(BaseCommand):
+    help = "Create the demo staff user and print how to log in (development only)."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        from allauth.account.models import EmailAddress
+
+        password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        user, created = User.objects.get_or_create(
+            email=DEMO_EMAIL, defaults={"is_staff": True, "is_superuser": True}
+        )
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)  # a fresh password on every run: nothing to remember
+        user.save()
+        EmailAddress.objects.update_or_create(
+            user=user, email=DEMO_EMAIL, defaults={"verified": True, "primary": True}
+        )
+        org = personal_organization_ensure(user=user)
+        self._comp_subscription(org)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\n  Demo admin: {DEMO_EMAIL}  password: {password}\n"
+                "  Dashboard: http://127.0.0.1:8000/   Staff admin: http://127.0.0.1:8000/admin/\n"
+            )
+        )
+
+    def _comp_subscription(self, org):
+        """The demo workspace gets a complimentary subscription so it can deploy at once."""
+        from billing.models import Plan, Subscription
+
+        plan = Plan.objects.filter(is_active=True).order_by("-max_instances").first()
+        if plan is None:
+            return
+        Subscription.objects.update_or_create(
+            organization=org, defaults={"plan": plan, "status": Subscription.Status.COMPED}
+        )

@@ -1,0 +1,99 @@
+"""LLM token prices from our versioned ModelPrice table.
+
+`price_usage` is what the session sync calls to compute Session.cost_usd, and what the usage
+rollup calls for each day's tokens; `config_prices` is what the instance config writer puts into
+OpenClaw's model config (so OpenClaw's own estimate uses the same numbers).
+
+Deterministic: Decimal arithmetic only, quantized to 6 places (ROUND_HALF_UP). A model we have
+no price for costs 0 (and is logged), never an exception in a sync loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.utils import timezone
+
+from .models import ModelPrice
+
+logger = logging.getLogger(__name__)
+
+MILLION = Decimal(1_000_000)
+SIX_PLACES = Decimal("0.000001")
+ZERO = Decimal("0.000000")
+
+
+def _as_date(at) -> dt.date:
+    if at is None:
+        return timezone.localdate()
+    if isinstance(at, dt.datetime):
+        return timezone.localtime(at).date() if timezone.is_aware(at) else at.date()
+    return at
+
+
+def _candidates(provider: str, model: str) -> list[tuple[str, str]]:
+    """(provider, model) pairs to look up, most specific first.
+
+    "openrouter" and "custom" endpoints often name models "vendor/model"; we then also try the
+    vendor's own price ("anthropic", "claude-sonnet-4").
+    """
+    provider, model = (provider or "").strip().lower(), (model or "").strip()
+    pairs = [(provider, model)]
+    if "/" in model:
+        vendor, _, name = model.partition("/")
+        pairs.append((vendor.lower(), name))
+        pairs.append((provider, name))
+    return pairs
+
+
+def price_for(provider: str, model: str, at=None) -> ModelPrice | None:
+    """The price row in effect on `at` (a date or datetime; default today), or None."""
+    day = _as_date(at)
+    for prov, name in _candidates(provider, model):
+        row = (
+            ModelPrice.objects.filter(provider=prov, model=name, effective_from__lte=day)
+            .order_by("-effective_from")
+            .first()
+        )
+        if row is not None:
+            return row
+    return None
+
+
+def price_usage(
+    provider: str,
+    model: str,
+    input: int,  # noqa: A002 - the name the callers use
+    output: int,
+    cache_read: int,
+    cache_write: int,
+    at=None,
+) -> Decimal:
+    """USD for these token counts at the price in effect on `at`, quantized to 6 places."""
+    row = price_for(provider, model, at)
+    if row is None:
+        if any((input, output, cache_read, cache_write)):
+            logger.info("no price for %s/%s; counting 0 USD", provider, model)
+        return ZERO
+    total = (
+        Decimal(int(input or 0)) * row.input_per_mtok
+        + Decimal(int(output or 0)) * row.output_per_mtok
+        + Decimal(int(cache_read or 0)) * row.cache_read_per_mtok
+        + Decimal(int(cache_write or 0)) * row.cache_write_per_mtok
+    ) / MILLION
+    return total.quantize(SIX_PLACES, rounding=ROUND_HALF_UP)
+
+
+def config_prices(provider: str, model: str) -> dict:
+    """Today's price as OpenClaw's model config wants it: floats, USD per million tokens."""
+    row = price_for(provider, model)
+    if row is None:
+        return {"input": 0.0, "output": 0.0, "cacheRead": 0.0, "cacheWrite": 0.0}
+    return {
+        "input": float(row.input_per_mtok),
+        "output": float(row.output_per_mtok),
+        "cacheRead": float(row.cache_read_per_mtok),
+        "cacheWrite": float(row.cache_write_per_mtok),
+    }

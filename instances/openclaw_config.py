@@ -1,0 +1,222 @@
+"""The ``openclaw.json`` Clawfleet writes into an instance's state volume (pure functions, no Django).
+
+The control plane *owns* a small set of dotted config paths (``owned_paths(provider_id)``): the
+gateway's bind/port/auth token, the OpenAI-compatible HTTP endpoint, our model provider entry and
+the primary model, the token-spending background jobs (heartbeat, dreaming), self-update, session
+maintenance and the log file location. Everything else in the file belongs to the user and to
+OpenClaw itself (the agent and the Control UI edit the config at run time).
+
+- First write (no ``openclaw.json`` in the volume yet): the whole ``build_config(...)`` result.
+- Later writes: ``merge_owned(existing, desired, owned_paths)``: every owned path is set to the
+  desired value (or removed when the desired config does not have it); nothing else is touched.
+
+Secrets (gateway token, provider API key) live only in this file (mode 600, uid 1000): never in
+container environment variables, which ``docker inspect`` shows to anyone with engine access.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+GATEWAY_PORT = 18789
+# The container's /tmp is a tmpfs: keep OpenClaw's own log file there, small and rotated
+# (5 archives are kept beside the active file), so it never lands in the state volume or a backup.
+LOG_FILE = "/tmp/openclaw/openclaw.log"
+LOG_MAX_FILE_BYTES = 10 * 1024 * 1024
+
+DEFAULT_SESSION_MAINTENANCE: dict[str, Any] = {
+    "mode": "enforce",
+    "pruneAfter": "30d",
+    "maxEntries": 5000,
+    "maxDiskBytes": "2gb",
+}
+
+# Dotted paths the control plane owns. "{provider_id}" is filled in by owned_paths().
+OWNED_PATHS: tuple[str, ...] = (
+    "gateway.mode",
+    "gateway.bind",
+    "gateway.port",
+    "gateway.auth.mode",
+    "gateway.auth.token",
+    "gateway.http.endpoints.chatCompletions.enabled",
+    "models.mode",
+    "models.providers.{provider_id}",
+    "agents.defaults.model.primary",
+    "agents.defaults.heartbeat.every",
+    "plugins.entries.memory-core.config.dreaming.enabled",
+    "update.checkOnStart",
+    "update.auto.enabled",
+    "session.maintenance",
+    "logging.file",
+    "logging.maxFileBytes",
+)
+
+# Paths whose values are secrets: never log them.
+SECRET_PATHS: tuple[str, ...] = (
+    "gateway.auth.token",
+    "models.providers.{provider_id}.apiKey",
+)
+
+
+def owned_paths(provider_id: str) -> list[str]:
+    """The owned dotted paths for an instance whose model provider id is ``provider_id``."""
+    _check_segment(provider_id)
+    return [p.replace("{provider_id}", provider_id) for p in OWNED_PATHS]
+
+
+def secret_paths(provider_id: str) -> list[str]:
+    return [p.replace("{provider_id}", provider_id) for p in SECRET_PATHS]
+
+
+def build_config(
+    *,
+    gateway_token: str,
+    provider_id: str,
+    base_url: str,
+    api_key: str,
+    model_id: str,
+    model_name: str,
+    prices: dict[str, float],
+    context_window: int,
+    max_tokens: int,
+    session_maintenance: dict[str, Any] | None = None,
+    port: int = GATEWAY_PORT,
+) -> dict[str, Any]:
+    """The complete desired ``openclaw.json`` for one containerised gateway.
+
+    ``prices``: USD per million tokens, keys ``input``, ``output``, ``cacheRead``, ``cacheWrite``
+    (missing cache prices default to 0). ``session_maintenance``: ``session.maintenance`` keys
+    (``mode``, ``pruneAfter``, ``maxEntries``, ``maxDiskBytes``, ...); ``None`` uses
+    ``DEFAULT_SESSION_MAINTENANCE``.
+    """
+    _check_segment(provider_id)
+    if not gateway_token or len(gateway_token) < 16:
+        raise ValueError("gateway_token must be at least 16 characters")
+    if not base_url.startswith(("http://", "https://")):
+        raise ValueError("base_url must be an http(s) URL")
+    cost = {
+        "input": float(prices.get("input", 0)),
+        "output": float(prices.get("output", 0)),
+        "cacheRead": float(prices.get("cacheRead", 0)),
+        "cacheWrite": float(prices.get("cacheWrite", 0)),
+    }
+    maintenance = dict(
+        DEFAULT_SESSION_MAINTENANCE if session_maintenance is None else session_maintenance
+    )
+    return {
+        "gateway": {
+            "mode": "local",
+            "bind": "lan",
+            "port": int(port),
+            "auth": {"mode": "token", "token": gateway_token},
+            "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+        },
+        "models": {
+            "mode": "merge",
+            "providers": {
+                provider_id: {
+                    "baseUrl": base_url.rstrip("/"),
+                    "apiKey": api_key,
+                    "api": "openai-completions",
+                    "models": [
+                        {
+                            "id": model_id,
+                            "name": model_name,
+                            "input": ["text"],
+                            "cost": cost,
+                            "contextWindow": int(context_window),
+                            "maxTokens": int(max_tokens),
+                        }
+                    ],
+                }
+            },
+        },
+        "agents": {
+            "defaults": {
+                "model": {"primary": f"{provider_id}/{model_id}"},
+                # Heartbeat runs spend tokens every 30 min by default: off unless a plan says so.
+                "heartbeat": {"every": "0m"},
+            }
+        },
+        # The nightly "dreaming" memory job also spends tokens: off.
+        "plugins": {"entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}}},
+        # Images are immutable and upgraded by the control plane; no update checks (no egress).
+        "update": {"checkOnStart": False, "auto": {"enabled": False}},
+        "session": {"maintenance": maintenance},
+        "logging": {"file": LOG_FILE, "maxFileBytes": LOG_MAX_FILE_BYTES},
+    }
+
+
+# --- dotted-path helpers ----------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _check_segment(segment: str) -> None:
+    if not segment or "." in segment or "{" in segment or "}" in segment:
+        raise ValueError(f"invalid config path segment: {segment!r}")
+
+
+def _split(path: str) -> list[str]:
+    parts = path.split(".")
+    if any(not p for p in parts):
+        raise ValueError(f"invalid dotted path: {path!r}")
+    return parts
+
+
+def get_path(config: dict, path: str, default: Any = None) -> Any:
+    node: Any = config
+    for part in _split(path):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_path(config: dict, path: str, value: Any) -> None:
+    parts = _split(path)
+    node = config
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def delete_path(config: dict, path: str) -> None:
+    parts = _split(path)
+    node: Any = config
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            return
+        node = node[part]
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
+def merge_owned(existing: dict, desired: dict, owned_paths: list[str] | tuple[str, ...]) -> dict:
+    """A copy of ``existing`` where every owned path takes its value from ``desired``.
+
+    An owned path absent from ``desired`` is removed from the result (the control plane wants
+    OpenClaw's default there). Paths nobody owns keep whatever the user or OpenClaw wrote.
+    """
+    result = copy.deepcopy(existing) if isinstance(existing, dict) else {}
+    for path in owned_paths:
+        value = get_path(desired, path, _MISSING)
+        if value is _MISSING:
+            delete_path(result, path)
+        else:
+            set_path(result, path, copy.deepcopy(value))
+    return result
+
+
+def redact(config: dict, paths: list[str] | tuple[str, ...]) -> dict:
+    """A copy with the values at ``paths`` replaced by ``"***"`` (for logs and error messages)."""
+    result = copy.deepcopy(config)
+    for path in paths:
+        if get_path(result, path, _MISSING) is not _MISSING:
+            set_path(result, path, "***")
+    return result

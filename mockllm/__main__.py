@@ -1,0 +1,36 @@
+"""``python -m mockllm --host H [--host H2 ...] --port P``: serve the mock LLM until interrupted."""
+
+import argparse
+import signal
+import sys
+import threading
+
+from .server import start_mock_llm
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mockllm", description=__doc__)
+    parser.add_argument(
+        "--host",
+        action="append",
+        help="address to bind (repeat for several; default 127.0.0.1)",
+    )
+    parser.add_argument("--port", type=int, default=18999, help="port (0 = pick a free one)")
+    parser.add_argument("--model", default="mock-model", help="model id listed by /v1/models")
+    args = parser.parse_args(argv)
+    hosts = args.host or ["127.0.0.1"]
+    mock = start_mock_llm(hosts, args.port, model_id=args.model)
+    for url in mock.urls:
+        print(f"mockllm listening on {url}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    mock.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
