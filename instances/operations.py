@@ -20,6 +20,7 @@ Other apps register handlers for their kinds (sessions_mgmt: backup, restore, pr
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -152,15 +153,49 @@ def finish(op: Operation, *, error: Exception | None = None) -> Operation:
     return op
 
 
-def run_operation(op_id) -> Operation | None:
-    """Claim and run one operation to the end. Safe to call twice for the same id."""
-    op = claim(op_id)
-    if op is None:
-        return None
+@contextmanager
+def _run_lock(op_id):
+    """A PostgreSQL session advisory lock per operation, held while a worker runs it.
+
+    Redis redelivers an unacked task after the visibility timeout even when its worker is still
+    alive (a long restore, a short timeout in tests). The lock makes such a duplicate a no-op
+    while the first run lives; when a worker is killed, its connection closes and the lock is
+    released, so the redelivered task takes over. Yields False when another run holds it.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    key = uuid.UUID(str(op_id)).int >> 65  # fits a signed bigint
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        got = bool(cur.fetchone()[0])
     try:
-        handler_for(op.kind)(op)
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the operation
-        log.warning("operation %s (%s) failed: %s", op.pk, op.kind, type(exc).__name__)
-        log.debug("operation failure detail", exc_info=True)
-        return finish(op, error=exc)
-    return finish(op)
+        yield got
+    finally:
+        if got:
+            try:
+                with connection.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", [key])
+            except Exception:  # noqa: BLE001 - a closed connection released it already
+                log.debug("advisory unlock failed", exc_info=True)
+
+
+def run_operation(op_id) -> Operation | None:
+    """Claim and run one operation to the end. Safe to call twice for the same id, also at the
+    same time (the second call returns None while the first runs)."""
+    with _run_lock(op_id) as got:
+        if not got:
+            log.info("operation %s is being run by another worker; skipping", op_id)
+            return None
+        op = claim(op_id)
+        if op is None:
+            return None
+        try:
+            handler_for(op.kind)(op)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the operation
+            log.warning("operation %s (%s) failed: %s", op.pk, op.kind, type(exc).__name__)
+            log.debug("operation failure detail", exc_info=True)
+            return finish(op, error=exc)
+        return finish(op)

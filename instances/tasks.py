@@ -1,11 +1,18 @@
-"""Thin Celery tasks: ids in, load, call the service."""
+"""Thin Celery tasks: ids in, load, call the service.
+
+acks_late + reject_on_worker_lost (settings) mean a task whose worker was killed is redelivered;
+run_operation converges (and an advisory lock turns a duplicate delivery into a no-op), so the
+redelivery finishes the work. Every task here routes to the "operations" queue (settings).
+"""
+
+import logging
 
 from celery import shared_task
+from django.core.cache import cache
 
 from . import operations
 
-# acks_late + reject_on_worker_lost (settings) mean a task whose worker was killed is
-# redelivered; run_operation converges, so the redelivery finishes the work.
+log = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -14,3 +21,63 @@ from . import operations
 def run_operation_task(op_id: str):
     op = operations.run_operation(op_id)
     return op.state if op else "skipped"
+
+
+@shared_task(
+    name="instances.tasks.reconcile_fleet",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=30,
+    time_limit=60,
+)
+def reconcile_fleet():
+    """Beat, every FLEET_RECONCILE_SECONDS: one reconcile task per active host (fan-out)."""
+    from .models import Host
+
+    host_ids = list(Host.objects.filter(is_active=True).values_list("pk", flat=True))
+    for host_id in host_ids:
+        reconcile_host_task.delay(host_id)
+    return len(host_ids)
+
+
+@shared_task(
+    name="instances.tasks.reconcile_host",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def reconcile_host_task(host_id: int):
+    """One pass over one host. Overlapping passes for a host are skipped (a cache lock), so a
+    slow engine never piles up reconcile work."""
+    from .models import Host
+    from .reconcile import reconcile_host
+
+    lock = f"instances:reconcile:{host_id}"
+    if not cache.add(lock, "1", timeout=150):
+        log.info("reconcile of host %s is already running; skipped", host_id)
+        return "skipped"
+    try:
+        host = Host.objects.filter(pk=host_id, is_active=True).first()
+        if host is None:
+            return "gone"
+        return len(reconcile_host(host))
+    finally:
+        cache.delete(lock)
+
+
+@shared_task(
+    name="instances.tasks.purge_expired_instances",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=120,
+    time_limit=180,
+)
+def purge_expired_instances():
+    """Nightly: request a purge for each instance deleted more than FLEET_DELETE_GRACE_DAYS ago
+    (each purge is its own operation, run by the workers one by one)."""
+    from accounts.services import SYSTEM
+
+    from .services import purge_expired
+
+    return len(purge_expired(actor=SYSTEM))
