@@ -58,9 +58,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def check_instance_allowed(
-    *, organization, memory_mb: int, cpus, exclude_instance_id=None
-) -> Plan:
+def check_instance_allowed(*, organization, memory_mb: int, cpus, exclude_instance_id=None) -> Plan:
     """Raise ValidationError unless the plan allows one more instance (or, with
     exclude_instance_id, resizing that instance) of this size. Returns the plan."""
     sub = entitled_subscription(organization, lock=True)

@@ -120,9 +120,7 @@ def checkout_start(
         raise ValidationError({"plan": "This plan is not on sale."})
     current = entitlements.entitled_subscription(organization)
     if current is not None and current.status != Subscription.Status.COMPED:
-        raise ValidationError(
-            {"plan": "You already have a plan. Change it in the billing portal."}
-        )
+        raise ValidationError({"plan": "You already have a plan. Change it in the billing portal."})
     customer_id = customer_ensure(organization=organization)
     coupon_id = stripe_api.ensure_first_month_coupon(plan)
     if coupon_id and not plan.stripe_first_month_coupon_id:
@@ -400,6 +398,21 @@ def payment_succeeded(
 # --- grace period enforcement ----------------------------------------------------------------
 
 
+# Instances billing pauses: meant to run and up (or trying to be). Once paused, desired_state is
+# stopped, so a second run of the grace task or a budget check never pauses them twice.
+_RUNNING_STATUSES = ("running", "starting", "restarting", "crash_looping")
+
+
+def _meant_to_run(organization):
+    from instances.models import Instance
+
+    return Instance.objects.filter(
+        organization=organization,
+        desired_state=Instance.DesiredState.RUNNING,
+        status__in=_RUNNING_STATUSES,
+    ).order_by("name")
+
+
 def _record_pause(instance, *, reason: str, month: str = "") -> BillingPause | None:
     """The pause row for this instance, or None if one already exists (budget: per month)."""
     try:
@@ -429,8 +442,6 @@ def enforce_grace_periods(*, now: dt.datetime | None = None) -> int:
     """Pause (backup first, in instances.services) every running instance of organizations whose
     grace period is over; resume what a recovered payment left paused. Returns pauses requested.
     Safe to run any number of times: only instances still running are paused."""
-    from instances.models import Instance
-
     now = now or timezone.now()
     paused = 0
     due = (
@@ -439,10 +450,7 @@ def enforce_grace_periods(*, now: dt.datetime | None = None) -> int:
         .select_related("organization")
     )
     for sub in due:
-        running = Instance.objects.filter(
-            organization=sub.organization, status=Instance.Status.RUNNING
-        )
-        for instance in running:
+        for instance in _meant_to_run(sub.organization):
             pause = BillingPause.objects.filter(
                 instance=instance, reason=BillingPause.Reason.GRACE, resumed_at__isnull=True
             ).first() or _record_pause(instance, reason=BillingPause.Reason.GRACE)
@@ -563,9 +571,9 @@ def _snapshot_sessions(day: dt.date, start: dt.datetime, end: dt.datetime) -> No
     from sessions_mgmt.models import Session
 
     sessions = list(
-        Session.objects.filter(last_activity_at__gte=start, last_activity_at__lt=end).select_related(
-            "instance"
-        )
+        Session.objects.filter(
+            last_activity_at__gte=start, last_activity_at__lt=end
+        ).select_related("instance")
     )
     if not sessions:
         return
@@ -769,8 +777,6 @@ def check_budgets(*, day: dt.date) -> dict:
     """Alerts at 80 % (one email a month), and at 100 %: NOTIFY emails once, PAUSE pauses the
     instance (or, for an organization budget, its running instances) once a month, backup first.
     Conditional updates on alerted_*_month make each alert happen once even if runs overlap."""
-    from instances.models import Instance
-
     month = _month(day)
     first = day.replace(day=1)
     done = {"alerted_80": 0, "alerted_100": 0, "paused": 0}
@@ -806,13 +812,10 @@ def check_budgets(*, day: dt.date) -> dict:
             )
             if not pausing:
                 continue
+            targets = _meant_to_run(org)
             if budget.instance_id:
-                targets = [budget.instance]
-            else:
-                targets = list(Instance.objects.filter(organization=org, status="running"))
+                targets = targets.filter(pk=budget.instance_id)
             for instance in targets:
-                if instance.status != Instance.Status.RUNNING:
-                    continue
                 pause = _record_pause(instance, reason=BillingPause.Reason.BUDGET, month=month)
                 if pause is None:
                     continue

@@ -114,7 +114,8 @@ def ensure_customer(org, *, customer_id: str = "") -> str:
 def first_month_coupon_id(plan) -> str:
     """Deterministic id of the once-only coupon that makes the first month cost
     plan.first_month_price_cents: amount_off = monthly - first month."""
-    return f"clawfleet-{plan.slug}-first-month-{plan.monthly_price_cents - plan.first_month_price_cents}"
+    amount_off = plan.monthly_price_cents - plan.first_month_price_cents
+    return f"clawfleet-{plan.slug}-first-month-{amount_off}"
 
 
 def ensure_first_month_coupon(plan) -> str:

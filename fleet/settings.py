@@ -178,6 +178,17 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"ApiToken": []}],
+    # Choice sets that share a field name across models get explicit component names.
+    "ENUM_NAME_OVERRIDES": {
+        "InstanceStatusEnum": "instances.models.Instance.Status",
+        "SessionStatusEnum": "sessions_mgmt.models.Session.Status",
+        "OperationKindEnum": "instances.models.Operation.Kind",
+        "OperationStateEnum": "instances.models.Operation.State",
+        "BackupKindEnum": "sessions_mgmt.models.Backup.Kind",
+        "BackupStateEnum": "sessions_mgmt.models.Backup.State",
+        "OrganizationKindEnum": "accounts.models.Organization.Kind",
+        "OpenclawVersionEnum": "fleet.settings.FLEET_OPENCLAW_VERSIONS",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -188,7 +199,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than the longest task (a restore of a large volume, hard limit 30 min), so Redis does
 # not redeliver a task that is still running.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Tests override it (a short visibility_timeout to redeliver a killed worker's task quickly, a
+# global_keyprefix to keep a test run's queues apart) through the environment, as JSON.
+CELERY_BROKER_TRANSPORT_OPTIONS = env.json(
+    "CELERY_BROKER_TRANSPORT_OPTIONS", default={"visibility_timeout": 3600}
+)
 CELERY_TASK_DEFAULT_QUEUE = "operations"
 CELERY_TASK_ROUTES = {
     "instances.tasks.*": {"queue": "operations"},

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class InstancesConfig(AppConfig):
     name = "instances"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        # Operation handlers for the instance lifecycle (sessions_mgmt registers its own kinds).
+        from .handlers import register_all
+
+        register_all()

@@ -1,4 +1,4 @@
-"""The ``openclaw.json`` Clawfleet writes into an instance's state volume (pure functions, no Django).
+"""The ``openclaw.json`` Clawfleet writes into an instance's state volume (pure, Django-free).
 
 The control plane *owns* a small set of dotted config paths (``owned_paths(provider_id)``): the
 gateway's bind/port/auth token, the OpenAI-compatible HTTP endpoint, our model provider entry and
@@ -31,6 +31,8 @@ DEFAULT_SESSION_MAINTENANCE: dict[str, Any] = {
     "maxEntries": 5000,
     "maxDiskBytes": "2gb",
 }
+
+DEFAULT_COMPAT: dict[str, Any] = {"supportsUsageInStreaming": True}
 
 # Dotted paths the control plane owns. "{provider_id}" is filled in by owned_paths().
 OWNED_PATHS: tuple[str, ...] = (
@@ -82,13 +84,20 @@ def build_config(
     max_tokens: int,
     session_maintenance: dict[str, Any] | None = None,
     port: int = GATEWAY_PORT,
+    compat: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The complete desired ``openclaw.json`` for one containerised gateway.
 
     ``prices``: USD per million tokens, keys ``input``, ``output``, ``cacheRead``, ``cacheWrite``
     (missing cache prices default to 0). ``session_maintenance``: ``session.maintenance`` keys
     (``mode``, ``pruneAfter``, ``maxEntries``, ``maxDiskBytes``, ...); ``None`` uses
-    ``DEFAULT_SESSION_MAINTENANCE``.
+    ``DEFAULT_SESSION_MAINTENANCE``. ``compat``: extra capability flags of the model route
+    (merged over ``DEFAULT_COMPAT``).
+
+    ``compat.supportsUsageInStreaming`` matters for billing: OpenClaw decides per route whether
+    to ask for ``stream_options.include_usage``; for a custom provider on a private address it
+    does NOT by default, the provider then reports no usage and every turn is recorded with 0
+    tokens and $0. We declare it (every OpenAI-compatible backend we target supports it).
     """
     _check_segment(provider_id)
     if not gateway_token or len(gateway_token) < 16:
@@ -127,6 +136,7 @@ def build_config(
                             "cost": cost,
                             "contextWindow": int(context_window),
                             "maxTokens": int(max_tokens),
+                            "compat": {**DEFAULT_COMPAT, **(compat or {})},
                         }
                     ],
                 }

@@ -14,6 +14,8 @@ deploys on one host are serialized and the capacity check cannot be raced.
 
 from __future__ import annotations
 
+import socket
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -66,14 +68,30 @@ def has_room(host: Host, memory_mb: int, *, exclude_instance_id=None) -> bool:
     return memory + int(memory_mb) <= host.memory_mb
 
 
+def is_local(host: Host) -> bool:
+    return host.base_url.startswith("unix://")
+
+
+def _bindable(port: int) -> bool:
+    """Nothing else on this machine listens on 127.0.0.1:port (another control plane's
+    container, a developer's process): only checked for the local engine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(host: Host):
     used = set(
         Instance.objects.filter(host=host, host_port__isnull=False).values_list(
             "host_port", flat=True
         )
     )
+    local = is_local(host)
     for port in range(host.port_range_start, host.port_range_end + 1):
-        if port not in used:
+        if port not in used and (not local or _bindable(port)):
             yield port
 
 

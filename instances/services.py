@@ -43,6 +43,7 @@ from accounts.services import Actor, audit
 from . import placement
 from .models import Host, Instance, Operation
 from .operations import OperationInProgress, active_operation, operation_request
+from .specs import image_for  # noqa: F401 - part of this module's API (sessions_mgmt uses it)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ __all__ = [
     "instance_stop",
     "instance_update",
     "instance_upgrade",
+    "image_for",
     "runtime_for",
 ]
 
@@ -90,10 +92,6 @@ def runtime_for(host: Host):
             rt = DockerRuntime(host.base_url)
             _runtimes[host.base_url] = rt
         return rt
-
-
-def image_for(version: str) -> str:
-    return settings.FLEET_OPENCLAW_IMAGE.format(version=version)
 
 
 # --- helpers ----------------------------------------------------------------------------------

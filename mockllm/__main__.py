@@ -1,6 +1,7 @@
 """``python -m mockllm --host H [--host H2 ...] --port P``: serve the mock LLM until interrupted."""
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -17,17 +18,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=18999, help="port (0 = pick a free one)")
     parser.add_argument("--model", default="mock-model", help="model id listed by /v1/models")
+    parser.add_argument(
+        "--keep-bodies", action="store_true", help="also record full request bodies (debugging)"
+    )
     args = parser.parse_args(argv)
     hosts = args.host or ["127.0.0.1"]
     mock = start_mock_llm(hosts, args.port, model_id=args.model)
+    mock.keep_bodies = args.keep_bodies
     for url in mock.urls:
         print(f"mockllm listening on {url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     mock.stop()
     return 0
 

@@ -12,7 +12,10 @@ Endpoints (each also without the ``/v1`` prefix):
 Determinism (tests may predict or read these):
 
 - reply text: ``"Mock reply: " + <text of the last user message, whitespace collapsed, cut to
-  REPLY_MAX_CHARS>``
+  REPLY_MAX_CHARS>``. What OpenClaw wraps around the user's words is removed first (its
+  ``<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>`` turns, the ``[Wed 2026-11-25 17:24 UTC]`` time
+  envelope, the ``Runtime: agent=...`` line), so a chat "hello" through OpenClaw is answered
+  "Mock reply: hello".
 - ``prompt_tokens = (characters of the text of every message) // 4 + 1``
 - ``completion_tokens = number of whitespace-separated words of the reply``
 
@@ -54,6 +57,11 @@ _SECRET_HEADER_NAMES = {
 }
 _SECRET_HEADER_WORDS = ("secret", "token", "password", "key")
 _SLOW_RE = re.compile(r"\[mock:slow\s+(\d+(?:\.\d+)?)\]")
+_TIME_ENVELOPE_RE = re.compile(r"^\[[A-Z][a-z]{2} \d{4}-\d{2}-\d{2} \d{2}:\d{2}[^\]\n]{0,40}\]\s*")
+_RUNTIME_LINE_RE = re.compile(r"^Runtime: agent=.*$", re.M)
+_INTERNAL_CONTEXT_RE = re.compile(
+    r"<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>.*?<<<END_OPENCLAW_INTERNAL_CONTEXT>>>", re.S
+)
 
 
 # --- deterministic content ---------------------------------------------------------------------
@@ -80,10 +88,22 @@ def content_text(content: Any) -> str:
     return ""
 
 
+def strip_internal_context(text: str) -> str:
+    """The user's own words: drop what OpenClaw wraps around them (internal context blocks sent as
+    extra user turns, the ``[Wed 2026-11-25 17:24 UTC]`` time envelope, the ``Runtime: ...``
+    line of a session's first turn)."""
+    text = _INTERNAL_CONTEXT_RE.sub("", text)
+    text = _RUNTIME_LINE_RE.sub("", text)
+    return _TIME_ENVELOPE_RE.sub("", text.strip(), count=1).strip()
+
+
 def last_user_text(messages: list[dict]) -> str:
+    """Text of the last user message that is not only OpenClaw internal context."""
     for message in reversed(messages or []):
         if isinstance(message, dict) and message.get("role") == "user":
-            return content_text(message.get("content"))
+            text = strip_internal_context(content_text(message.get("content")))
+            if text:
+                return text
     return ""
 
 
@@ -128,6 +148,7 @@ class MockLLM:
     hosts: list[str]
     port: int
     model_id: str = DEFAULT_MODEL
+    keep_bodies: bool = False  # also record the full request body (debugging; may hold secrets)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list, repr=False)
     _threads: list[threading.Thread] = field(default_factory=list, repr=False)
     _records: list[dict] = field(default_factory=list, repr=False)
@@ -287,9 +308,11 @@ class _Handler(BaseHTTPRequestHandler):
             "time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             "model": model,
             "stream": stream,
+            "include_usage": include_usage,
             "last_user_message": user_text,
             "reply": reply,
             "message_count": len(messages),
+            "roles": [m.get("role") for m in messages if isinstance(m, dict)],
             "tools_count": len(body.get("tools") or []),
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
@@ -307,6 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
             mock.record(entry)
             self._error(500, "mock error requested", "server_error")
             return
+        if mock.keep_bodies:
+            entry["body"] = body
         mock.record(entry)
         completion_id = f"chatcmpl-mock-{uuid.uuid4().hex[:16]}"
         created = int(now)

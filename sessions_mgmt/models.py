@@ -26,6 +26,8 @@ class Session(models.Model):
     agent_id = models.CharField(max_length=64, default="main")
     channel = models.CharField(max_length=64, blank=True, db_index=True)
     model = models.CharField(max_length=128, blank=True)
+    # The provider id OpenClaw reports for the model (our config's provider entry).
+    provider = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.LIVE)
     started_at = models.DateTimeField(null=True, blank=True)
     last_activity_at = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -40,6 +42,9 @@ class Session(models.Model):
     first_seen_at = models.DateTimeField(default=timezone.now)
     synced_at = models.DateTimeField(default=timezone.now)
     pruned_at = models.DateTimeField(null=True, blank=True)
+    # OpenClaw's own updatedAt (epoch ms) when we last copied the row: an unchanged session is
+    # skipped by the sync without asking OpenClaw for its usage again.
+    openclaw_updated_ms = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-last_activity_at", "-id"]
@@ -120,6 +125,7 @@ class Backup(models.Model):
                 name="one_nightly_backup_per_instance_per_day",
             )
         ]
+        indexes = [models.Index(fields=["instance", "state", "-created_at"])]
 
     def __str__(self):
         return f"{self.get_kind_display()} backup of {self.instance} ({self.state})"

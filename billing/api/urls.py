@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("usage", views.UsageViewSet.as_view({"get": "list"}), name="usage"),
+]

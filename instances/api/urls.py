@@ -1,1 +1,9 @@
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("instances", views.InstanceViewSet, basename="instance")
+router.register("operations", views.OperationViewSet, basename="operation")
+
+urlpatterns = router.urls

@@ -1,0 +1,166 @@
+"""/api/v1/usage: what the organization's instances cost, per day and per instance."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db.models import F, Sum
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import permissions, serializers
+from rest_framework.response import Response
+
+from accounts import roles
+from accounts.api.base import OrganizationApiViewSet
+from accounts.tenancy import ScopedPermission
+from billing import selectors
+from billing.models import UsageDay
+from instances.models import Instance
+
+from .serializers import MAX_RANGE_DAYS, UsageQuerySerializer, UsageSerializer
+
+_ZERO = Decimal("0")
+
+
+class BillingScopePermission(permissions.BasePermission):
+    """A token needs the billing scope. A signed-in member goes by role: every role may see
+    costs (roles.VIEW covers them), which ScopedPermission already checks."""
+
+    message = "This token needs the billing scope."
+
+    def has_permission(self, request, view):
+        token = getattr(request, "auth", None)
+        if token is not None and hasattr(token, "scopes"):
+            return roles.scopes_allow(token.scopes, roles.MANAGE_BILLING)
+        return True
+
+
+@extend_schema(
+    summary="Costs per day and per instance over a date range",
+    parameters=[UsageQuerySerializer],
+    responses={200: UsageSerializer},
+    examples=[
+        OpenApiExample(
+            "Two days of one instance",
+            value={
+                "from": "2026-11-01",
+                "to": "2026-11-02",
+                "instance": None,
+                "currency": "USD",
+                "totals": {
+                    "compute_usd": "0.480000",
+                    "llm_usd": "1.250000",
+                    "total_usd": "1.730000",
+                    "running_hours": "48.00",
+                    "tokens": 812345,
+                },
+                "days": [
+                    {
+                        "day": "2026-11-01",
+                        "compute_usd": "0.240000",
+                        "llm_usd": "0.500000",
+                        "total_usd": "0.740000",
+                    },
+                    {
+                        "day": "2026-11-02",
+                        "compute_usd": "0.240000",
+                        "llm_usd": "0.750000",
+                        "total_usd": "0.990000",
+                    },
+                ],
+                "instances": [
+                    {
+                        "instance": "5d0c2f0e-8a4b-4c3e-9b8e-2f1d7c6a9e10",
+                        "instance_name": "acme-support",
+                        "client_name": "Acme Ltd",
+                        "compute_usd": "0.480000",
+                        "llm_usd": "1.250000",
+                        "total_usd": "1.730000",
+                        "running_hours": "48.00",
+                        "tokens": 812345,
+                    }
+                ],
+            },
+            response_only=True,
+        )
+    ],
+)
+class UsageViewSet(OrganizationApiViewSet):
+    queryset = UsageDay.objects.all()
+    permission_classes = [permissions.IsAuthenticated, ScopedPermission, BillingScopePermission]
+    action_permissions = {"list": roles.VIEW}
+    serializer_class = UsageSerializer
+    pagination_class = None
+    filter_backends: list = []
+
+    def list(self, request, *args, **kwargs):
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        today = timezone.localdate()
+        end = query.validated_data.get("to") or today
+        start = query.validated_data.get("from") or end.replace(day=1)
+        if start > end:
+            raise serializers.ValidationError({"from": ["Must be on or before `to`."]})
+        if (end - start).days + 1 > MAX_RANGE_DAYS:
+            raise serializers.ValidationError(
+                {"from": [f"Ask for at most {MAX_RANGE_DAYS} days at a time."]}
+            )
+        instance = None
+        instance_id = query.validated_data.get("instance")
+        if instance_id is not None:
+            instance = Instance.objects.filter(
+                organization=self.organization, pk=instance_id
+            ).first()
+            if instance is None:
+                raise serializers.ValidationError({"instance": ["No such instance."]})
+
+        rows = self.get_queryset().filter(day__range=(start, end))
+        if instance is not None:
+            rows = rows.filter(instance=instance)
+        per_instance = list(
+            rows.values("instance_id", "instance__name", "instance__client_name")
+            .annotate(
+                compute_usd=Sum("compute_cost_usd"),
+                llm_usd=Sum("llm_cost_usd"),
+                running_seconds=Sum("running_seconds"),
+                tokens=Sum(
+                    F("input_tokens")
+                    + F("output_tokens")
+                    + F("cache_read_tokens")
+                    + F("cache_write_tokens")
+                ),
+            )
+            .order_by("instance__name")
+        )
+        instances = [
+            {
+                "instance": r["instance_id"],
+                "instance_name": r["instance__name"],
+                "client_name": r["instance__client_name"],
+                "compute_usd": r["compute_usd"] or _ZERO,
+                "llm_usd": r["llm_usd"] or _ZERO,
+                "total_usd": (r["compute_usd"] or _ZERO) + (r["llm_usd"] or _ZERO),
+                "running_hours": Decimal(r["running_seconds"] or 0) / 3600,
+                "tokens": r["tokens"] or 0,
+            }
+            for r in per_instance
+        ]
+        instances.sort(key=lambda r: r["total_usd"], reverse=True)
+        days = selectors.daily_costs(
+            organization=self.organization, start=start, end=end, instance=instance
+        )
+        totals = {
+            key: sum((r[key] for r in instances), _ZERO)
+            for key in ("compute_usd", "llm_usd", "total_usd", "running_hours")
+        }
+        totals["tokens"] = sum(r["tokens"] for r in instances)
+        body = {
+            "from": start,
+            "to": end,
+            "instance": instance.pk if instance else None,
+            "currency": "USD",
+            "totals": totals,
+            "days": days,
+            "instances": instances,
+        }
+        return Response(UsageSerializer(body).data)

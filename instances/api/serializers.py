@@ -1,0 +1,232 @@
+"""Serializers for instances and operations. Inputs and outputs are separate classes; secrets
+(API keys, channel tokens, the gateway token) are write-only inputs and never part of an output.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from instances.models import Instance, Operation
+
+# Operation params are free-form; anything that looks like a secret is never echoed.
+_SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    has_api_key = serializers.SerializerMethodField(
+        help_text="Whether a provider API key is stored (the key itself is never returned)."
+    )
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id",
+            "name",
+            "external_id",
+            "client_name",
+            "openclaw_version",
+            "previous_version",
+            "desired_state",
+            "status",
+            "health",
+            "status_message",
+            "memory_mb",
+            "cpus",
+            "provider",
+            "model_name",
+            "model_base_url",
+            "has_api_key",
+            "session_idle_days",
+            "session_max_count",
+            "archive_before_prune",
+            "support_transcript_access",
+            "last_ready_at",
+            "running_since",
+            "created_at",
+            "updated_at",
+            "deleted_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_has_api_key(self, obj) -> bool:
+        annotated = getattr(obj, "has_api_key", None)
+        if annotated is not None:
+            return bool(annotated)
+        return bool(obj.provider_api_key)
+
+
+class InstanceCreateSerializer(serializers.Serializer):
+    """Deploy a new instance. The answer is 202 with the deploy operation."""
+
+    name = serializers.RegexField(
+        r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$",
+        max_length=40,
+        help_text="1 to 40 lowercase letters, digits and hyphens; unique in the organization.",
+    )
+    openclaw_version = serializers.ChoiceField(
+        choices=[], required=False, help_text="Defaults to the newest supported version."
+    )
+    memory_mb = serializers.IntegerField(
+        required=False, min_value=1024, max_value=262144, help_text="Defaults to 2048."
+    )
+    cpus = serializers.DecimalField(
+        max_digits=4,
+        decimal_places=2,
+        required=False,
+        min_value=Decimal("0.01"),
+        max_value=64,
+        coerce_to_string=False,
+    )
+    provider = serializers.ChoiceField(choices=Instance.Provider.choices)
+    model_name = serializers.CharField(max_length=100)
+    api_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        trim_whitespace=True,
+        style={"input_type": "password"},
+        help_text="The provider API key (required except for provider custom). Never returned.",
+    )
+    model_base_url = serializers.URLField(
+        required=False, allow_blank=True, max_length=300, help_text="Required for custom."
+    )
+    channel_token = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        style={"input_type": "password"},
+        help_text="A chat channel bot token (e.g. Telegram). Never returned.",
+    )
+    external_id = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=100,
+        help_text="Your own id for this instance (e.g. your client's id); unique in the "
+        "organization.",
+    )
+    client_name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["openclaw_version"].choices = settings.FLEET_OPENCLAW_VERSIONS
+
+    def validate_external_id(self, value):
+        value = (value or "").strip() or None
+        organization = self.context.get("organization")
+        if (
+            value
+            and organization is not None
+            and Instance.objects.filter(organization=organization, external_id=value).exists()
+        ):
+            raise serializers.ValidationError("external_id already used", code="taken")
+        return value
+
+
+class InstanceUpdateSerializer(serializers.Serializer):
+    """Partial update. Memory or CPU changes on a running instance queue a restart."""
+
+    name = serializers.RegexField(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$", max_length=40)
+    client_name = serializers.CharField(allow_blank=True, max_length=100)
+    external_id = serializers.CharField(allow_null=True, allow_blank=True, max_length=100)
+    session_idle_days = serializers.IntegerField(min_value=1, max_value=3650)
+    session_max_count = serializers.IntegerField(min_value=1, max_value=1_000_000)
+    archive_before_prune = serializers.BooleanField()
+    support_transcript_access = serializers.BooleanField()
+    memory_mb = serializers.IntegerField(min_value=1024, max_value=262144)
+    cpus = serializers.DecimalField(
+        max_digits=4,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_value=64,
+        coerce_to_string=False,
+    )
+
+    def validate_external_id(self, value):
+        value = (value or "").strip() or None
+        organization = self.context.get("organization")
+        instance = self.context.get("instance")
+        if value and organization is not None:
+            taken = Instance.objects.filter(organization=organization, external_id=value)
+            if instance is not None:
+                taken = taken.exclude(pk=instance.pk)
+            if taken.exists():
+                raise serializers.ValidationError("external_id already used", code="taken")
+        return value
+
+
+class InstanceUpgradeSerializer(serializers.Serializer):
+    version = serializers.ChoiceField(choices=[], help_text="A supported OpenClaw version.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].choices = settings.FLEET_OPENCLAW_VERSIONS
+
+
+class OperationStepSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    state = serializers.CharField()
+    started_at = serializers.CharField(allow_null=True)
+    finished_at = serializers.CharField(allow_null=True)
+    detail = serializers.CharField(allow_blank=True)
+
+
+class OperationSerializer(serializers.ModelSerializer):
+    """An operation as listed (no steps)."""
+
+    instance = serializers.UUIDField(source="instance_id", read_only=True)
+    instance_name = serializers.SerializerMethodField()
+    params = serializers.SerializerMethodField()
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Operation
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "kind",
+            "state",
+            "params",
+            "error",
+            "requested_via",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField())
+    def get_instance_name(self, obj) -> str:
+        annotated = getattr(obj, "instance_name", None)
+        return annotated if annotated is not None else obj.instance.name
+
+    @extend_schema_field(serializers.DictField())
+    def get_params(self, obj) -> dict:
+        return {
+            k: v
+            for k, v in (obj.params or {}).items()
+            if not any(hint in k.lower() for hint in _SECRET_HINTS)
+        }
+
+
+class OperationDetailSerializer(OperationSerializer):
+    """An operation with its progress steps."""
+
+    steps = serializers.SerializerMethodField()
+
+    class Meta(OperationSerializer.Meta):
+        fields = [*OperationSerializer.Meta.fields, "steps"]
+        read_only_fields = fields
+
+    @extend_schema_field(OperationStepSerializer(many=True))
+    def get_steps(self, obj) -> list:
+        keys = ("name", "state", "started_at", "finished_at", "detail")
+        return [{k: step.get(k, "" if k == "detail" else None) for k in keys} for step in obj.steps]

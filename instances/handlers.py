@@ -1,0 +1,437 @@
+"""Operation handlers for the instance lifecycle (registered in InstancesConfig.ready()).
+
+Every handler is a sequence of converging steps (operations.step): running a step twice is
+harmless, so a task redelivered after a worker was killed finishes the job without doubling
+anything (one container, one volume, whatever step it died in).
+
+Status writes use `Instance.objects.filter(pk=...).update(...)`, never `save()`, so a rename or
+a retention change made by a user while an operation runs is not overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import placement, specs
+from .models import Instance, InstanceEvent, Operation
+from .operations import OperationError, register_handler, step
+
+log = logging.getLogger(__name__)
+S = Instance.Status
+STOP_TIMEOUT = 30
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def _set(instance: Instance, **fields) -> None:
+    fields["updated_at"] = timezone.now()
+    Instance.objects.filter(pk=instance.pk).update(**fields)
+    for key, value in fields.items():
+        setattr(instance, key, value)
+
+
+def event(instance: Instance, kind: str, message: str, **data) -> InstanceEvent:
+    return InstanceEvent.objects.create(
+        instance=instance, kind=kind, message=message[:300], data=data
+    )
+
+
+def _rt(instance: Instance):
+    from .services import runtime_for
+
+    if instance.host is None:
+        raise OperationError("This instance has not been placed on a host yet.")
+    return runtime_for(instance.host)
+
+
+def _scrub(instance: Instance, text: str) -> str:
+    for secret in specs.secrets_of(instance):
+        text = text.replace(secret, "***")
+    return text
+
+
+def public_error(instance: Instance, exc: Exception) -> OperationError:
+    """Turn a runtime error into words a customer can read (the detail stays for staff)."""
+    from . import runtime
+
+    if isinstance(exc, OperationError):
+        return exc
+    detail = _scrub(instance, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, runtime.EngineUnavailable):
+        public = "The host running this instance is unreachable. Try again in a few minutes."
+    elif isinstance(exc, runtime.ImageMissing):
+        public = f"OpenClaw {instance.openclaw_version} is not available on this host."
+    elif isinstance(exc, runtime.ConfigInvalid):
+        public = "OpenClaw rejected the instance configuration."
+    elif isinstance(exc, runtime.NotReady):
+        public = f"OpenClaw did not become ready: {exc}"
+    else:
+        public = "The operation failed; staff have the detail."
+    return OperationError(public, detail)
+
+
+def _write_config(rt, instance: Instance, image: str) -> bool:
+    return rt.write_config(
+        instance.volume_name,
+        image,
+        specs.config_for(instance),
+        specs.owned_paths_for(instance),
+        secrets=specs.secrets_of(instance),
+    )
+
+
+def _ensure_container(rt, instance: Instance, image: str, *, recreate: bool = False):
+    """The instance's container with exactly this spec (created, maybe not started). An
+    existing container with another spec (image, memory, port...) is stopped and replaced."""
+    spec = specs.spec_for(instance, image)
+    info = rt.inspect(spec.name)
+    if info is not None and (recreate or not info.matches(spec)):
+        rt.stop(spec.name, timeout=STOP_TIMEOUT)
+        rt.remove(spec.name)
+        info = None
+    if info is None:
+        info = rt.ensure_container(spec)
+    return info
+
+
+def _wait_ready(rt, instance: Instance, timeout: float | None = None) -> float:
+    return rt.wait_ready(
+        instance.host_port,
+        timeout or settings.FLEET_READY_TIMEOUT,
+        name=instance.container_name,
+    )
+
+
+def _mark_running(instance: Instance, message: str = "") -> None:
+    now = timezone.now()
+    _set(
+        instance,
+        status=S.RUNNING,
+        health=Instance.Health.HEALTHY,
+        status_message=message,
+        last_ready_at=now,
+        last_seen_at=now,
+        running_since=now,
+        crash_count=0,
+        crash_window_started_at=None,
+    )
+
+
+def _mark_stopped(instance: Instance, status: str, message: str = "") -> None:
+    _set(
+        instance,
+        status=status,
+        health=Instance.Health.UNKNOWN,
+        status_message=message,
+        running_since=None,
+    )
+
+
+def _sessions_call(name: str, **kwargs):
+    """Call sessions_mgmt.services.<name> if that app provides it (it lands separately)."""
+    try:
+        module = importlib.import_module("sessions_mgmt.services")
+    except ImportError:
+        return None
+    func = getattr(module, name, None)
+    if func is None:
+        return None
+    return func(**kwargs)
+
+
+def _is_running(rt, instance: Instance) -> bool:
+    info = rt.inspect(instance.container_name)
+    return bool(info and info.running)
+
+
+def _backup(op: Operation, instance: Instance, rt, kind: str, *, required: bool) -> None:
+    """A backup before a risky change. `required`: a failure aborts the operation."""
+    with step(op, "backup", kind) as entry:
+        if not _is_running(rt, instance):
+            entry["detail"] = f"{kind}: skipped (the gateway is not running)"
+            return
+        try:
+            backup = _sessions_call("backup_create_now", instance=instance, kind=kind, operation=op)
+        except Exception as exc:
+            if required:
+                raise OperationError(
+                    "The backup before this change failed, so nothing was changed.",
+                    _scrub(instance, f"{type(exc).__name__}: {exc}"),
+                ) from exc
+            log.warning("%s backup of %s failed: %s", kind, instance.pk, type(exc).__name__)
+            entry["detail"] = f"{kind}: failed ({type(exc).__name__}); continuing"
+            return
+        entry["detail"] = f"{kind}: {getattr(backup, 'pk', 'not available')}"
+
+
+def _sync_sessions(instance: Instance) -> None:
+    """Mirror the sessions after an operation (sessions_mgmt's hook, else its plain sync)."""
+    try:
+        module = importlib.import_module("sessions_mgmt.services")
+    except ImportError:
+        return
+    func = getattr(module, "sync_after_operation", None) or getattr(
+        module, "sync_instance_sessions", None
+    )
+    if func is None:
+        return
+    try:
+        func(instance=instance)
+    except Exception as exc:  # noqa: BLE001 - a sync failure never fails the operation
+        log.warning("session sync of %s failed: %s", instance.pk, type(exc).__name__)
+
+
+def _run(op: Operation, body, *, on_error_status: str | None = S.FAILED, sync: bool = False):
+    """Run a handler body; on error mark the instance and raise a public OperationError."""
+    instance = op.instance
+    try:
+        body(op, instance)
+    except Exception as exc:
+        err = public_error(instance, exc)
+        if on_error_status is not None and instance.status not in (S.RUNNING,):
+            _set(instance, status=on_error_status, status_message=err.public[:300])
+        raise err from exc
+    if sync:
+        _sync_sessions(instance)
+
+
+# --- deploy -----------------------------------------------------------------------------------
+
+
+def _deploy_body(op: Operation, instance: Instance) -> None:
+    _set(instance, status=S.DEPLOYING, status_message="")
+    with step(op, "place") as entry:
+        if instance.host_id is None or instance.host_port is None:
+            with transaction.atomic():
+                placement.place(instance)
+        entry["detail"] = f"{instance.host.name}:{instance.host_port}"
+    rt = _rt(instance)
+    image = specs.image_for(instance.openclaw_version)
+    with step(op, "image", image):
+        rt.ensure_image(image)
+    with step(op, "network", settings.FLEET_NETWORK):
+        rt.ensure_network(settings.FLEET_NETWORK)
+    with step(op, "volume", instance.volume_name):
+        rt.ensure_volume(instance.volume_name, specs.labels_for(instance))
+    with step(op, "config"):
+        _write_config(rt, instance, image)
+    with step(op, "container", instance.container_name):
+        _ensure_container(rt, instance, image)
+    with step(op, "start"):
+        rt.start(instance.container_name)
+    _set(instance, status=S.STARTING)
+    with step(op, "health") as entry:
+        try:
+            waited = _wait_ready(rt, instance)
+        except Exception:
+            with contextlib.suppress(Exception):
+                rt.stop(instance.container_name, timeout=10)
+            raise
+        entry["detail"] = f"ready after {waited:.1f}s"
+    _mark_running(instance)
+
+
+def handle_deploy(op: Operation) -> None:
+    _run(op, _deploy_body, sync=True)
+
+
+# --- start / stop / restart -------------------------------------------------------------------
+
+
+def _bring_up(op: Operation, instance: Instance, *, restart: bool, recreate: bool) -> None:
+    """Converge to a running, ready container with the current spec and owned config."""
+    rt = _rt(instance)
+    image = specs.image_for(instance.openclaw_version)
+    with step(op, "config"):
+        if not rt.volume_exists(instance.volume_name):
+            raise OperationError("The state volume of this instance is missing.")
+        rt.ensure_network(settings.FLEET_NETWORK)
+        _write_config(rt, instance, image)
+    with step(op, "container", instance.container_name):
+        before = rt.inspect(instance.container_name)
+        info = _ensure_container(rt, instance, image, recreate=recreate)
+        replaced = before is None or before.id != info.id
+        if info.running and restart and not replaced:
+            rt.restart(instance.container_name, timeout=STOP_TIMEOUT)
+        elif not info.running:
+            rt.start(instance.container_name)
+    with step(op, "health") as entry:
+        entry["detail"] = f"ready after {_wait_ready(rt, instance):.1f}s"
+
+
+def _start_body(op: Operation, instance: Instance) -> None:
+    _set(instance, status=S.STARTING, status_message="")
+    _bring_up(op, instance, restart=False, recreate=False)
+    _mark_running(instance)
+
+
+def handle_start(op: Operation) -> None:
+    _run(op, _start_body, sync=True)
+
+
+def _restart_body(op: Operation, instance: Instance) -> None:
+    _set(instance, status=S.RESTARTING, status_message="")
+    _bring_up(op, instance, restart=True, recreate=bool(op.params.get("recreate")))
+    _mark_running(instance)
+
+
+def handle_restart(op: Operation) -> None:
+    _run(op, _restart_body, sync=True)
+
+
+def _stop_body(op: Operation, instance: Instance) -> None:
+    _set(instance, status=S.STOPPING)
+    rt = _rt(instance)
+    with step(op, "stop", f"docker stop -t {STOP_TIMEOUT}"):
+        rt.stop(instance.container_name, timeout=STOP_TIMEOUT)
+    _mark_stopped(instance, S.STOPPED)
+
+
+def handle_stop(op: Operation) -> None:
+    _run(op, _stop_body)
+
+
+# --- upgrade ----------------------------------------------------------------------------------
+
+
+def _upgrade_body(op: Operation, instance: Instance) -> None:
+    from_version = op.params.get("from_version") or instance.openclaw_version
+    to_version = op.params["to_version"]
+    if instance.openclaw_version == to_version:  # a redelivery after the swap succeeded
+        _mark_running(instance)
+        return
+    rt = _rt(instance)
+    old_image, new_image = specs.image_for(from_version), specs.image_for(to_version)
+    previous_status = instance.status
+    with step(op, "image", new_image):
+        rt.ensure_image(new_image)
+    _set(instance, status=S.UPGRADING, status_message="")
+    try:
+        _backup(op, instance, rt, "pre_upgrade", required=True)
+    except OperationError:
+        _set(instance, status=previous_status)
+        raise
+    with step(op, "stop", f"docker stop -t {STOP_TIMEOUT}"):
+        rt.stop(instance.container_name, timeout=STOP_TIMEOUT)
+    with step(op, "config"):
+        _write_config(rt, instance, new_image)
+    with step(op, "container", new_image):
+        _ensure_container(rt, instance, new_image, recreate=True)
+        rt.start(instance.container_name)
+    try:
+        with step(op, "health") as entry:
+            entry["detail"] = f"ready after {_wait_ready(rt, instance):.1f}s"
+    except Exception as exc:
+        reason = _scrub(instance, str(exc))
+        _rollback(op, instance, rt, old_image, from_version, to_version, reason)
+        raise OperationError(
+            f"OpenClaw {to_version} did not become ready ({reason[:120]}); "
+            f"rolled back to {from_version}.",
+            reason,
+        ) from exc
+    _set(instance, openclaw_version=to_version, previous_version=from_version)
+    _mark_running(instance)
+    event(instance, "upgraded", f"Upgraded from {from_version} to {to_version}.")
+
+
+def _rollback(op, instance, rt, old_image, from_version, to_version, reason) -> None:
+    with step(op, "rollback", f"back to {from_version}"):
+        _ensure_container(rt, instance, old_image, recreate=True)
+        rt.start(instance.container_name)
+        _wait_ready(rt, instance)
+    _mark_running(
+        instance, f"The upgrade to {to_version} failed; rolled back to {from_version}."
+    )
+    event(
+        instance,
+        "upgrade_rolled_back",
+        f"OpenClaw {to_version} did not become ready; rolled back to {from_version}.",
+        reason=reason[:500],
+    )
+
+
+def handle_upgrade(op: Operation) -> None:
+    _run(op, _upgrade_body, sync=True)
+
+
+# --- delete / purge / pause -------------------------------------------------------------------
+
+
+def _delete_body(op: Operation, instance: Instance) -> None:
+    from .services import grace_deadline
+
+    _set(instance, status=S.DELETING)
+    if instance.host is not None:
+        rt = _rt(instance)
+        _backup(op, instance, rt, "pre_delete", required=False)
+        with step(op, "stop", f"docker stop -t {STOP_TIMEOUT}"):
+            rt.stop(instance.container_name, timeout=STOP_TIMEOUT)
+        with step(op, "container", "remove (the volume is kept)"):
+            rt.remove(instance.container_name)
+    now = timezone.now()
+    _set(
+        instance,
+        status=S.DELETED,
+        desired_state=Instance.DesiredState.DELETED,
+        health=Instance.Health.UNKNOWN,
+        status_message="",
+        running_since=None,
+        deleted_at=now,
+        purge_after=grace_deadline(now),
+    )
+
+
+def handle_delete(op: Operation) -> None:
+    _run(op, _delete_body)
+
+
+def _purge_body(op: Operation, instance: Instance) -> None:
+    if instance.host is not None:
+        rt = _rt(instance)
+        with step(op, "container", "remove"):
+            rt.remove(instance.container_name)
+        with step(op, "volume", f"remove {instance.volume_name}"):
+            rt.remove_volume(instance.volume_name)
+    _set(
+        instance,
+        status=S.PURGED,
+        desired_state=Instance.DesiredState.DELETED,
+        health=Instance.Health.UNKNOWN,
+        host_port=None,
+        running_since=None,
+    )
+
+
+def handle_purge(op: Operation) -> None:
+    _run(op, _purge_body, on_error_status=None)
+
+
+def _pause_body(op: Operation, instance: Instance) -> None:
+    reason = op.params.get("reason") or "Paused."
+    rt = _rt(instance)
+    _backup(op, instance, rt, "pre_pause", required=False)
+    with step(op, "stop", f"docker stop -t {STOP_TIMEOUT}"):
+        rt.stop(instance.container_name, timeout=STOP_TIMEOUT)
+    _mark_stopped(instance, S.PAUSED, reason[:300])
+
+
+def handle_pause(op: Operation) -> None:
+    _run(op, _pause_body)
+
+
+def register_all() -> None:
+    register_handler(Operation.Kind.DEPLOY, handle_deploy)
+    register_handler(Operation.Kind.START, handle_start)
+    register_handler(Operation.Kind.STOP, handle_stop)
+    register_handler(Operation.Kind.RESTART, handle_restart)
+    register_handler(Operation.Kind.UPGRADE, handle_upgrade)
+    register_handler(Operation.Kind.DELETE, handle_delete)
+    register_handler(Operation.Kind.PURGE, handle_purge)
+    register_handler(Operation.Kind.PAUSE, handle_pause)

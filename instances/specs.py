@@ -1,0 +1,113 @@
+"""What an instance looks like on an engine: labels, container spec, openclaw.json.
+
+Pure builders (no engine calls): the handlers and the reconcile loop use the same ones, so a
+container recreated by reconcile is identical to the one a deploy made (same spec hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.conf import settings
+from django.db import connection
+
+from . import openclaw_config
+from .models import Instance
+
+log = logging.getLogger(__name__)
+
+INSTANCE_LABEL = "clawfleet.instance"
+ORG_LABEL = "clawfleet.org"
+# Which control plane (database) owns an engine object. The reconcile loop only ever removes
+# "orphans" carrying its own plane label, so a development database, a test run and production
+# sharing one engine never delete each other's containers.
+PLANE_LABEL = "clawfleet.plane"
+
+CONTEXT_WINDOW = 128_000
+MAX_TOKENS = 8_192
+# Written when a custom endpoint needs no key: OpenClaw wants a value in the provider entry.
+NO_KEY_PLACEHOLDER = "not-needed"
+
+
+def plane_id() -> str:
+    """settings.FLEET_PLANE_ID if set, else derived from the database this process uses."""
+    explicit = getattr(settings, "FLEET_PLANE_ID", "")
+    if explicit:
+        return explicit
+    db = connection.settings_dict
+    raw = f"{db.get('ENGINE')}|{db.get('HOST')}|{db.get('PORT')}|{db.get('NAME')}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def image_for(version: str) -> str:
+    return settings.FLEET_OPENCLAW_IMAGE.format(version=version)
+
+
+def labels_for(instance: Instance) -> dict[str, str]:
+    return {
+        INSTANCE_LABEL: str(instance.pk),
+        ORG_LABEL: str(instance.organization_id),
+        PLANE_LABEL: plane_id(),
+    }
+
+
+def spec_for(instance: Instance, image: str | None = None):
+    from .runtime import ContainerSpec
+
+    return ContainerSpec(
+        name=instance.container_name,
+        hostname=instance.hostname,
+        image=image or image_for(instance.openclaw_version),
+        volume_name=instance.volume_name,
+        host_port=int(instance.host_port),
+        memory_mb=int(instance.memory_mb),
+        cpus=float(instance.cpus),
+        labels=labels_for(instance),
+        network=settings.FLEET_NETWORK,
+    )
+
+
+def base_url_for(instance: Instance) -> str:
+    if instance.model_base_url:
+        return instance.model_base_url
+    from .services import PROVIDER_BASE_URLS
+
+    return PROVIDER_BASE_URLS.get(instance.provider, "")
+
+
+def prices_for(instance: Instance) -> dict:
+    """Our price table's numbers, so OpenClaw's own cost estimates match our ledger."""
+    try:
+        from billing.pricing import config_prices
+    except ImportError:  # pragma: no cover - billing always ships with instances
+        return {}
+    return config_prices(instance.provider, instance.model_name)
+
+
+def config_for(instance: Instance) -> dict:
+    return openclaw_config.build_config(
+        gateway_token=instance.gateway_token,
+        provider_id=instance.provider,
+        base_url=base_url_for(instance),
+        api_key=instance.provider_api_key or NO_KEY_PLACEHOLDER,
+        model_id=instance.model_name,
+        model_name=instance.model_name,
+        prices=prices_for(instance),
+        context_window=CONTEXT_WINDOW,
+        max_tokens=MAX_TOKENS,
+        session_maintenance={
+            **openclaw_config.DEFAULT_SESSION_MAINTENANCE,
+            "pruneAfter": f"{int(instance.session_idle_days)}d",
+            "maxEntries": int(instance.session_max_count),
+        },
+    )
+
+
+def owned_paths_for(instance: Instance) -> list[str]:
+    return openclaw_config.owned_paths(instance.provider)
+
+
+def secrets_of(instance: Instance) -> list[str]:
+    """Values to scrub from any error text before it is stored or logged."""
+    return [s for s in (instance.gateway_token, instance.provider_api_key) if s]

@@ -1,0 +1,143 @@
+"""Thin Celery tasks: ids in, load, call the service (queue "maintenance", see settings).
+
+Bounded fan-out: a coordinator splits the instances into N lanes (N = FLEET_BACKUP_CONCURRENCY)
+and sends each lane as one Celery chain of per-instance tasks. A chain runs its tasks one after
+another, so at most N backups (or prunes) run at once however many workers listen, and a lane's
+task never raises (failures are recorded on the Backup or Operation row), so one broken instance
+never stops the rest of its lane.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import chain, shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from instances.models import Instance
+
+log = logging.getLogger(__name__)
+
+COMMON = {"acks_late": True, "ignore_result": True}
+
+
+def lanes(ids: list, n: int) -> list[list]:
+    n = max(1, int(n or 1))
+    return [ids[i::n] for i in range(n) if ids[i::n]]
+
+
+def _fan_out(task, ids: list, *args) -> int:
+    for lane in lanes(ids, settings.FLEET_BACKUP_CONCURRENCY):
+        chain(*(task.si(str(i), *args) for i in lane)).apply_async()
+    return len(ids)
+
+
+def _running_ids():
+    return list(
+        Instance.objects.filter(status=Instance.Status.RUNNING, host__isnull=False)
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
+
+
+@shared_task(soft_time_limit=300, time_limit=360, **COMMON)
+def sync_all_sessions() -> int:
+    """Beat (every FLEET_SESSION_SYNC_SECONDS): one sync task per running instance."""
+    ids = _running_ids()
+    for pk in ids:
+        sync_instance_sessions_task.delay(str(pk))
+    return len(ids)
+
+
+@shared_task(soft_time_limit=600, time_limit=660, **COMMON)
+def sync_instance_sessions_task(instance_id: str) -> None:
+    from . import services
+
+    instance = Instance.objects.select_related("host").filter(pk=instance_id).first()
+    if instance is None:
+        return
+    try:
+        services.sync_instance_sessions(instance=instance)
+    except Exception as exc:  # noqa: BLE001 - the next beat tries again; one line, no storm
+        log.warning("session sync failed for %s: %s", instance_id, type(exc).__name__)
+
+
+@shared_task(soft_time_limit=600, time_limit=660, **COMMON)
+def nightly_backups(date_iso: str | None = None) -> int:
+    """Beat (02:00): one nightly backup per live instance, FLEET_BACKUP_CONCURRENCY at a time;
+    also removes pre-restore volumes whose grace period is over."""
+    from . import services
+
+    date_iso = date_iso or timezone.now().date().isoformat()
+    ids = list(
+        Instance.objects.filter(host__isnull=False)
+        .exclude(status__in=[Instance.Status.DELETED, Instance.Status.PURGED])
+        .exclude(status__in=[Instance.Status.PENDING, Instance.Status.DEPLOYING])
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
+    try:
+        services.remove_expired_prerestore_volumes()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("pre-restore volume cleanup failed: %s", type(exc).__name__)
+    return _fan_out(nightly_backup_task, ids, date_iso)
+
+
+@shared_task(soft_time_limit=1800, time_limit=1900, **COMMON)
+def nightly_backup_task(instance_id: str, date_iso: str) -> None:
+    from datetime import date
+
+    from . import services
+
+    instance = Instance.objects.select_related("host", "organization").filter(pk=instance_id)
+    instance = instance.first()
+    if instance is None:
+        return
+    try:
+        services.nightly_backup(instance=instance, nightly_date=date.fromisoformat(date_iso))
+    except Exception as exc:  # noqa: BLE001 - recorded on the Backup row
+        log.warning("nightly backup failed for %s: %s", instance_id, type(exc).__name__)
+    try:
+        services.apply_retention(instance=instance)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("backup retention failed for %s: %s", instance_id, type(exc).__name__)
+
+
+@shared_task(soft_time_limit=600, time_limit=660, **COMMON)
+def nightly_prune() -> int:
+    """Beat (03:00): prune every running instance with something to prune, in lanes."""
+    from . import services
+
+    ids = [
+        pk for pk in _running_ids() if services.prune_preview(instance=Instance.objects.get(pk=pk))
+    ]
+    return _fan_out(prune_instance_task, ids)
+
+
+@shared_task(soft_time_limit=1800, time_limit=1900, **COMMON)
+def prune_instance_task(instance_id: str) -> None:
+    """Runs the prune Operation inline, so the lane bounds how many run at once."""
+    from accounts.services import SYSTEM
+    from instances.operations import OperationInProgress, run_operation
+
+    from . import services
+
+    instance = Instance.objects.select_related("host", "organization").filter(pk=instance_id)
+    instance = instance.first()
+    if instance is None:
+        return
+    try:
+        op = services.prune_sessions(actor=SYSTEM, instance=instance, enqueue=False)
+    except OperationInProgress:
+        log.info("nightly prune of %s skipped: an operation is in progress", instance_id)
+        return
+    run_operation(op.pk)
+
+
+@shared_task(soft_time_limit=600, time_limit=660, **COMMON)
+def check_backup_freshness() -> int:
+    """Beat (hourly): alert on running instances without a good backup for 26 hours."""
+    from . import services
+
+    return len(services.check_backup_freshness())

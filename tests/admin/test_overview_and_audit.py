@@ -1,0 +1,143 @@
+"""The fleet overview page and the audit log admin."""
+
+from datetime import timedelta
+
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import AuditEvent
+from accounts.services import SYSTEM, audit
+from instances.models import Instance, Operation
+
+from .conftest import make_backup, make_instance, make_operation, make_org, make_session, make_usage
+
+OVERVIEW = reverse("admin:fleet_overview")
+
+
+def test_the_overview_is_linked_from_the_admin_index(admin_client_):
+    index = admin_client_.get(reverse("admin:index"))
+
+    assert OVERVIEW == "/admin/instances/host/overview/"
+    assert OVERVIEW.encode() in index.content
+
+
+def test_the_overview_shows_capacity_statuses_failures_overdue_backups_and_costs(
+    admin_client_, org, host
+):
+    old = timezone.now() - timedelta(days=3)
+    pricey = make_instance(org, host, name="pricey-bot", memory_mb=2048)
+    make_usage(pricey, usd="42.75")
+    make_backup(pricey)
+    neglected = make_instance(org, host, name="neglected-bot", created_at=old)
+    make_backup(neglected, age=timedelta(hours=30))
+    make_instance(org, host, name="loopy-bot", status=Instance.Status.CRASH_LOOPING)
+    make_instance(org, host, name="gone-bot", status=Instance.Status.DELETED, host_port=None)
+    make_operation(
+        neglected, state=Operation.State.FAILED, kind="upgrade", error="The image did not start."
+    )
+    make_session(pricey, session_key="agent:main:whatsapp:direct:big-spender", cost="9.87")
+
+    page = admin_client_.get(OVERVIEW)
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    ctx = page.context
+    (h,) = ctx["hosts"]
+    assert (h.live_count, h.memory_allocated) == (3, 2048 + 1024 + 1024)
+    assert "4,096 / 8,192 MB (50 %)" in html
+    statuses = {r["status"]: r["count"] for r in ctx["by_status"]}
+    assert statuses == {"running": 2, "crash_looping": 1, "deleted": 1}
+    assert "The image did not start." in html
+    assert [i.name for i in ctx["overdue"]] == ["neglected-bot"]
+    assert ctx["costliest_instances"][0].name == "pricey-bot"
+    assert "42.75" in html
+    assert "big-spender" in html and "9.8700" in html
+    assert "chart-4.6.1.umd.min.js" in html
+    for name in ("billing_stripeevent", "billing_subscription", "billing_plan"):
+        assert reverse(f"admin:{name}_changelist") in html
+
+
+def test_the_overview_renders_for_an_empty_fleet(admin_client_):
+    assert admin_client_.get(OVERVIEW).status_code == 200
+
+
+def test_support_may_see_the_overview_but_staff_without_view_access_may_not(
+    client, support_user, db
+):
+    from tests.factories import UserFactory
+
+    client.force_login(support_user)
+    assert client.get(OVERVIEW).status_code == 200
+
+    client.force_login(UserFactory(email="nobody@clawfleet.test", is_staff=True))
+    assert client.get(OVERVIEW).status_code == 403
+
+
+def test_the_overdue_filter_lists_instances_without_a_recent_good_backup(
+    admin_client_, org, host
+):
+    old = timezone.now() - timedelta(days=3)
+    fresh = make_instance(org, host, name="fresh", created_at=old)
+    make_backup(fresh)
+    stale = make_instance(org, host, name="stale", created_at=old)
+    make_backup(stale, age=timedelta(hours=27))
+    make_backup(stale, state="failed", age=timedelta(hours=1))
+    never = make_instance(org, host, name="never", created_at=old)
+    make_instance(org, host, name="newborn")  # deployed an hour ago: not overdue yet
+
+    page = admin_client_.get(
+        reverse("admin:instances_instance_changelist") + "?backup_overdue=yes"
+    )
+
+    names = {i.name for i in page.context["cl"].result_list}
+    assert names == {stale.name, never.name}
+
+
+def test_the_instance_changelist_shows_plan_cost_and_searches_by_member_email(
+    admin_client_, org, host
+):
+    instance = make_instance(org, host, name="searchable")
+    make_usage(instance, usd="12.34")
+    other = make_instance(make_org(None, name="Other", slug="other"), host, name="hidden")
+    owner_email = org.memberships.get().user.email
+
+    page = admin_client_.get(
+        reverse("admin:instances_instance_changelist") + f"?q={owner_email}"
+    )
+
+    html = page.content.decode()
+    assert "searchable" in html and other.name not in html
+    assert "$12.34" in html
+    assert "Admin Test Pro" in html
+
+
+def test_the_audit_log_filters_by_organization_slug_and_date(admin_client_, org):
+    other = make_org(None, name="Other", slug="other-co")
+    audit(actor=SYSTEM, action="thing.done", organization=org, target=org)
+    audit(actor=SYSTEM, action="thing.done", organization=other, target=other)
+    old = audit(actor=SYSTEM, action="thing.old", organization=org, target=org)
+    AuditEvent.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+    url = reverse("admin:accounts_auditevent_changelist")
+
+    by_org = admin_client_.get(url + "?org=acme")
+    assert {e.organization_id for e in by_org.context["cl"].result_list} == {org.pk}
+    assert b'name="org"' in by_org.content
+
+    since = (timezone.now() - timedelta(days=7)).date().isoformat()
+    recent = admin_client_.get(url + f"?org=acme&created_at__gte={since}")
+    assert [e.action for e in recent.context["cl"].result_list] == ["thing.done"]
+
+
+def test_the_audit_log_is_read_only_and_append_only(admin_client_, org):
+    event = audit(actor=SYSTEM, action="thing.done", organization=org, target=org)
+    base = "admin:accounts_auditevent_"
+
+    assert admin_client_.get(reverse(base + "add")).status_code == 403
+    change = reverse(base + "change", args=[event.pk])
+    assert admin_client_.get(change).status_code == 200  # view only
+    assert admin_client_.post(change, {"action": "forged"}).status_code == 403
+    assert admin_client_.post(reverse(base + "delete", args=[event.pk])).status_code == 403
+    listing = admin_client_.get(reverse(base + "changelist"))
+    assert b"delete_selected" not in listing.content
+    event.refresh_from_db()
+    assert event.action == "thing.done"

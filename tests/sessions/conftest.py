@@ -1,0 +1,76 @@
+import pytest
+
+from instances.models import Host, Instance
+from sessions_mgmt import services
+
+from .helpers import FakeOpenClaw
+
+
+@pytest.fixture(autouse=True)
+def _backup_dir(settings, tmp_path):
+    from sessions_mgmt import backup_store
+
+    settings.FLEET_BACKUP_DIR = str(tmp_path / "backups")
+    backup_store.backup_storage.cache_clear()
+    yield
+    backup_store.backup_storage.cache_clear()
+
+
+@pytest.fixture
+def host(db):
+    return Host.objects.create(name="test-host", base_url="unix:///nonexistent.sock")
+
+
+def make_instance(org, host, name="assistant", **kwargs):
+    defaults = {
+        "organization": org,
+        "name": name,
+        "openclaw_version": "2026.9.6",
+        "status": Instance.Status.RUNNING,
+        "host": host,
+        "host_port": 19500 + Instance.objects.count(),
+        "provider": "custom",
+        "model_name": "mock-model",
+        "gateway_token": "t" * 32,
+    }
+    return Instance.objects.create(**{**defaults, **kwargs})
+
+
+@pytest.fixture
+def alice_instance(alice_org, host):
+    return make_instance(alice_org, host)
+
+
+@pytest.fixture
+def charlie_instance(charlie_org, host):
+    return make_instance(charlie_org, host, name="charlies")
+
+
+@pytest.fixture
+def fake_openclaw(monkeypatch):
+    fakes: dict = {}
+
+    def client_for(instance):
+        return fakes.setdefault(instance.pk, FakeOpenClaw())
+
+    monkeypatch.setattr(services, "client_for", client_for)
+
+    def get(instance):
+        return client_for(instance)
+
+    return get
+
+
+@pytest.fixture
+def price(db):
+    from decimal import Decimal
+
+    from billing.models import ModelPrice
+
+    return ModelPrice.objects.create(
+        provider="custom",
+        model="mock-model",
+        input_per_mtok=Decimal("3"),
+        output_per_mtok=Decimal("15"),
+        effective_from="2020-01-01",
+    )
