@@ -236,6 +236,8 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="whsec_clawflee
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # e.g. localstripe on loopback
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
+# The Stripe meter that receives LLM usage beyond a plan's included credit (in cents).
+STRIPE_LLM_METER_EVENT = env.str("STRIPE_LLM_METER_EVENT", default="clawfleet_llm_overage_cents")
 
 # --- Security when DEBUG is off (check --deploy clean) ---------------------------------------
 if not DEBUG:

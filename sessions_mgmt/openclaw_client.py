@@ -370,7 +370,7 @@ class OpenClawClient:
             kind = ""
             with contextlib.suppress(OpenClawError):
                 kind = str((extract_json(stdout).get("error") or {}).get("type") or "")
-            if code in (126, 137) or "unavailable" in kind or "connect" in kind:
+            if code in (126, 137) or any(w in kind for w in ("unavailable", "connect", "transport")):
                 raise InstanceUnavailable(f"{what}: exit {code} {kind}".strip(), code=code)
             raise OpenClawError(f"{what}: exit {code} {kind}".strip(), code=code, kind=kind)
         return extract_json(stdout)

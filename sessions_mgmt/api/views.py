@@ -100,10 +100,6 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
             instance_name=F("instance__name"),
             recency=Coalesce("last_activity_at", "first_seen_at"),
             cost=F("cost_usd"),
-            total_tokens=F("input_tokens")
-            + F("output_tokens")
-            + F("cache_read_tokens")
-            + F("cache_write_tokens"),
         )
 
     def get_serializer_class(self):

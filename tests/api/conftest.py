@@ -29,6 +29,12 @@ CHANNEL_TOKEN_VALUE = "tg-alice-very-secret-channel-token"
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """The cast's passwords are hashed once per test; the default hasher costs ~0.3 s each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def no_enqueue(monkeypatch):
     """Fail loudly if anything tries to enqueue an operation (that would start a container)."""
     from instances import operations

@@ -40,11 +40,10 @@ class Command(BaseCommand):
 
     def _comp_subscription(self, org):
         """The demo workspace gets a complimentary subscription so it can deploy at once."""
-        from billing.models import Plan, Subscription
+        from accounts.services import SYSTEM
+        from billing.models import Plan
+        from billing.services import subscription_comp
 
         plan = Plan.objects.filter(is_active=True).order_by("-max_instances").first()
-        if plan is None:
-            return
-        Subscription.objects.update_or_create(
-            organization=org, defaults={"plan": plan, "status": Subscription.Status.COMPED}
-        )
+        if plan is not None:
+            subscription_comp(actor=SYSTEM, organization=org, plan=plan)
