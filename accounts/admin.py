@@ -217,8 +217,9 @@ class OrganizationAdmin(admin.ModelAdmin):
             except ValidationError as exc:
                 messages.error(request, " ".join(exc.messages))
 
-    def save_related(self, request, form, formsets, change):
-        pass  # memberships are read-only here
+    def save_formset(self, request, form, formset, change):
+        # Memberships are read-only here: nothing to save, nothing to log.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
 
 @admin.register(Membership)
@@ -319,6 +320,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
     """Read-only and append-only."""
+
+    show_facets = admin.ShowFacets.NEVER  # a big table: no count per filter choice
 
     list_display = ["created_at", "action", "organization", "actor", "target_repr", "ip"]
     list_filter = [OrganizationSlugFilter, "action", "target_type", "created_at"]

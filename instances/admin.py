@@ -8,8 +8,8 @@ message, never a 500.
 
 Who may do what (see docs/admin.md):
 - view: the model's Django "view" permission (the Support group has it);
-- operate (restart, stop, start, upgrade, back up, prune, sync, restore): "instances.change_instance"
-  (superusers; Support does not have it).
+- operate (restart, stop, start, upgrade, back up, prune, sync, restore): the permission
+  "instances.change_instance" (superusers; Support does not have it).
 
 Changelist query counts are flat (netbox's baselines, tests/admin/test_query_counts.py): month-to-
 date cost and the last good backup are correlated subqueries in the one list query, relations are
@@ -788,6 +788,8 @@ def render_steps(steps) -> str:
 
 @admin.register(Operation)
 class OperationAdmin(ReadOnlyAdmin):
+    show_facets = admin.ShowFacets.NEVER  # a big table: no count per filter choice
+
     list_display = [
         "created_at",
         "kind",
@@ -838,6 +840,8 @@ class OperationAdmin(ReadOnlyAdmin):
 
 @admin.register(InstanceEvent)
 class InstanceEventAdmin(ReadOnlyAdmin):
+    show_facets = admin.ShowFacets.NEVER  # a big table: no count per filter choice
+
     list_display = ["created_at", "kind", "instance", "organization", "message"]
     list_filter = ["kind", "created_at"]
     search_fields = ["message", "instance__name", "instance__organization__name"]

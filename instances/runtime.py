@@ -707,9 +707,8 @@ class DockerRuntime:
         """``exec`` a command that prints JSON (e.g. ``openclaw ... --json``); parse stdout."""
         code, out, err = self.exec(name, cmd, timeout=timeout)
         if code != 0:
-            raise RuntimeErrorBase(
-                f"{shlex.join(cmd)} exited {code}: {err.decode(errors='replace')[-500:]}"
-            )
+            detail = (err or out).decode(errors="replace")[-800:]
+            raise RuntimeErrorBase(f"{shlex.join(cmd)} exited {code}: {detail}")
         return json.loads(out)
 
     @_engine_errors

@@ -52,6 +52,8 @@ class TranscriptReasonForm(forms.Form):
 
 @admin.register(Session)
 class SessionAdmin(ReadOnlyAdmin):
+    show_facets = admin.ShowFacets.NEVER  # a big table: no count per filter choice
+
     list_display = [
         "short_key",
         "instance_link",
@@ -284,4 +286,6 @@ class BackupAdmin(ReadOnlyAdmin):
         if obj.state != Backup.State.SUCCEEDED:
             return "Only a succeeded backup can be restored."
         url = reverse("admin:instances_instance_restore", args=[obj.instance_id])
-        return format_html('<a href="{}?backup={}">Restore {} from this backup…</a>', url, obj.pk, obj.instance)
+        return format_html(
+            '<a href="{}?backup={}">Restore {} from this backup…</a>', url, obj.pk, obj.instance
+        )

@@ -370,17 +370,29 @@ class OpenClawClient:
             kind = ""
             with contextlib.suppress(OpenClawError):
                 kind = str((extract_json(stdout).get("error") or {}).get("type") or "")
-            if code in (126, 137) or any(w in kind for w in ("unavailable", "connect", "transport")):
+            if code in (126, 137) or any(
+                w in kind for w in ("unavailable", "connect", "transport")
+            ):
                 raise InstanceUnavailable(f"{what}: exit {code} {kind}".strip(), code=code)
             raise OpenClawError(f"{what}: exit {code} {kind}".strip(), code=code, kind=kind)
         return extract_json(stdout)
 
-    def call(self, method: str, params: dict | None = None, *, timeout=None) -> dict:
-        """One gateway RPC through the CLI (loopback, operator scopes)."""
+    def call(self, method: str, params: dict | None = None, *, timeout=None, retries=2) -> dict:
+        """One gateway RPC through the CLI (loopback, operator scopes).
+
+        A busy gateway can miss the CLI's WebSocket handshake ("gateway_transport_error"): we
+        give the CLI a generous budget and try again twice before calling it unavailable."""
+        timeout = timeout or self.timeout
         argv = ["gateway", "call", method, "--params", json.dumps(params or {}), "--json"]
-        if timeout:
-            argv[3:3] = ["--timeout", str(int(timeout * 1000))]
-        return self.cli_json(argv, what=method, timeout=timeout)
+        argv[3:3] = ["--timeout", str(int(max(5, timeout - 10) * 1000))]
+        for attempt in range(retries + 1):
+            try:
+                return self.cli_json(argv, what=method, timeout=timeout)
+            except InstanceUnavailable:
+                if attempt == retries:
+                    raise
+                time.sleep(2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     # sessions
 

@@ -436,8 +436,8 @@ def _storage_name(backup: Backup) -> str:
 
 
 def _container_running(instance: Instance, runtime) -> bool:
-    if instance.status not in SYNCABLE:
-        return False
+    """What the engine says, not the row: a pre-upgrade backup runs while the row says
+    "upgrading" and the gateway still serves, and a cold copy of a live volume is inconsistent."""
     info = runtime.inspect(instance.container_name)
     return bool(info and getattr(info, "running", False))
 

@@ -268,6 +268,9 @@ class OrganizationApiViewSet(FleetApiMixin, OrganizationScopedViewSet):
 
     schema = FleetAutoSchema()
     pagination_class = FleetLimitOffsetPagination
+    # Route any path segment to the viewset, so a malformed id is a JSON 404 from DRF rather than
+    # Django's HTML 404 for an unmatched URL.
+    lookup_value_regex = "[^/]+"
 
     @property
     def actor(self) -> Actor:

@@ -9,6 +9,8 @@ from accounts.models import ApiToken, AuditEvent, Membership, Organization
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
+    billing_email = serializers.CharField(read_only=True)
+
     class Meta:
         model = Organization
         fields = ["id", "name", "slug", "kind", "billing_email", "created_at"]
@@ -34,7 +36,9 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
     prefix = serializers.CharField(source="display", read_only=True)
     is_active = serializers.BooleanField(read_only=True)
-    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    created_by = serializers.CharField(
+        source="created_by.email", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = ApiToken

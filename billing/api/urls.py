@@ -3,5 +3,5 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("usage", views.UsageViewSet.as_view({"get": "list"}), name="usage"),
+    path("usage", views.UsageViewSet.as_view({"get": "retrieve"}), name="usage"),
 ]

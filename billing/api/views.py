@@ -88,12 +88,12 @@ class BillingScopePermission(permissions.BasePermission):
 class UsageViewSet(OrganizationApiViewSet):
     queryset = UsageDay.objects.all()
     permission_classes = [permissions.IsAuthenticated, ScopedPermission, BillingScopePermission]
-    action_permissions = {"list": roles.VIEW}
+    action_permissions = {"retrieve": roles.VIEW}
     serializer_class = UsageSerializer
     pagination_class = None
     filter_backends: list = []
 
-    def list(self, request, *args, **kwargs):
+    def retrieve(self, request, *args, **kwargs):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         today = timezone.localdate()

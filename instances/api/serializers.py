@@ -17,6 +17,7 @@ _SECRET_HINTS = ("key", "token", "secret", "password")
 
 
 class InstanceSerializer(serializers.ModelSerializer):
+    model_base_url = serializers.CharField(read_only=True)
     has_api_key = serializers.SerializerMethodField(
         help_text="Whether a provider API key is stored (the key itself is never returned)."
     )

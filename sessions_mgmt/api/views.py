@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
+from django import forms
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django_filters import rest_framework as filters
@@ -39,12 +41,29 @@ log = logging.getLogger(__name__)
 TRANSCRIPT_PAGE_SIZE = 50
 
 
+class UtcDateTimeField(forms.DateTimeField):
+    """A date or date-time in any offset, as UTC (PostgreSQL refuses offsets beyond ±15:59)."""
+
+    def to_python(self, value):
+        result = super().to_python(value)
+        if result is None:
+            return None
+        try:
+            return result.astimezone(dt.UTC)
+        except (OverflowError, ValueError):
+            raise forms.ValidationError("This date-time is out of range.", code="overflow")
+
+
+class UtcDateTimeFilter(filters.DateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class SessionFilter(filters.FilterSet):
     instance = filters.UUIDFilter(field_name="instance_id")
     channel = filters.CharFilter()
     status = filters.MultipleChoiceFilter(choices=Session.Status.choices)
     agent_id = filters.CharFilter()
-    to = filters.DateTimeFilter(
+    to = UtcDateTimeFilter(
         field_name="last_activity_at",
         lookup_expr="lte",
         label="Last activity at or before (ISO 8601 date or date-time)",
@@ -56,7 +75,7 @@ class SessionFilter(filters.FilterSet):
 
 
 # `from` is a Python keyword, so it cannot be a class attribute; declared filters are a dict.
-SessionFilter.base_filters["from"] = filters.DateTimeFilter(
+SessionFilter.base_filters["from"] = UtcDateTimeFilter(
     field_name="last_activity_at",
     lookup_expr="gte",
     label="Last activity at or after (ISO 8601 date or date-time)",

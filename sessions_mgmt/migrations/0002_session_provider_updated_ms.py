@@ -21,6 +21,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='backup',
-            index=models.Index(fields=['instance', 'state', '-created_at'], name='sessions_mg_instanc_b1f2c3_idx'),
+            index=models.Index(fields=['instance', 'state', '-created_at'], name='sessions_mg_instanc_febd3f_idx'),
         ),
     ]

@@ -23,6 +23,12 @@ from tests.factories import OrganizationFactory, UserFactory
 _seq = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Factories set a password on every user; the query-count tests make dozens of users."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def superuser(db):
     return UserFactory(email="root@clawfleet.test", is_staff=True, is_superuser=True)
@@ -77,9 +83,7 @@ def plan(db):
 def make_org(plan=None, **kwargs):
     org = OrganizationFactory(**kwargs)
     if plan is not None:
-        Subscription.objects.create(
-            organization=org, plan=plan, status=Subscription.Status.ACTIVE
-        )
+        Subscription.objects.create(organization=org, plan=plan, status=Subscription.Status.ACTIVE)
     owner = UserFactory()
     Membership.objects.create(user=owner, organization=org, role=Role.OWNER)
     return org

@@ -75,9 +75,7 @@ def test_a_second_action_while_one_is_active_is_an_error_and_creates_nothing(
     assert any("in progress" in t for t in texts(response))
 
 
-def test_an_action_the_state_does_not_allow_is_an_error_message_not_a_500(
-    admin_client_, instance
-):
+def test_an_action_the_state_does_not_allow_is_an_error_message_not_a_500(admin_client_, instance):
     response = run_action(admin_client_, "start_instances", [instance])  # already running
 
     assert response.status_code == 200

@@ -53,13 +53,13 @@ def test_the_support_group_may_view_and_read_transcripts_but_change_nothing(db):
     assert all(codename.startswith("view_") for _, codename in perms)
 
 
-def test_staff_without_the_permission_get_403_by_url_and_see_no_link(
-    client, viewer_staff, session
-):
+def test_staff_without_the_permission_get_403_by_url_and_see_no_link(client, viewer_staff, session):
     client.force_login(viewer_staff)
 
     assert client.get(transcript_url(session)).status_code == 403
-    assert client.post(transcript_url(session), {"reason": "ticket 1234 says so"}).status_code == 403
+    assert (
+        client.post(transcript_url(session), {"reason": "ticket 1234 says so"}).status_code == 403
+    )
 
     listing = client.get(reverse("admin:sessions_mgmt_session_changelist"))
     assert listing.status_code == 200
@@ -103,7 +103,7 @@ def test_a_reason_opens_the_transcript_and_the_attempt_is_audited(
     page = support_client.post(transcript_url(session), {"reason": reason})
 
     assert page.status_code == 200
-    assert page["Cache-Control"] == "no-store"
+    assert "no-store" in page["Cache-Control"]
     # The instance is stopped, so nothing can be read, but the attempt is on record.
     assert b"Start the instance" in page.content
     event = transcript_audits().get()

@@ -120,12 +120,15 @@ def test_every_endpoint_answers_each_caller_with_the_right_status_and_only_their
     if response.status_code >= 400:
         error = json.loads(text)["error"]
         assert set(error) <= {"code", "message", "fields"} and error["code"] and error["message"]
-        assert error["code"] == {
-            400: "invalid",
-            401: "unauthenticated",
-            403: "forbidden",
-            404: "not_found",
-        }[response.status_code]
+        assert (
+            error["code"]
+            == {
+                400: "invalid",
+                401: "unauthenticated",
+                403: "forbidden",
+                404: "not_found",
+            }[response.status_code]
+        )
 
 
 def test_charlie_lists_show_his_objects_and_none_of_alices(world, transcript_stub):

@@ -62,7 +62,7 @@ def test_every_page_renders_cleanly_in_chromium(
         watch.check()
     # The deploy form's inline errors, as a customer sees them.
     page.goto(live_server.url + reverse("instances:deploy"))
-    page.get_by_label("Name", exact=True).fill("support-bot")
+    page.locator("#id_name").fill("support-bot")
     page.get_by_label("Anthropic").check()
     page.get_by_role("button", name="Deploy").click()
     page.wait_for_load_state("networkidle")

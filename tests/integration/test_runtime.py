@@ -29,6 +29,7 @@ from instances.runtime import (
     DockerRuntime,
     ImageMissing,
     NotReady,
+    RuntimeErrorBase,
     free_port,
 )
 from mockllm import start_mock_llm
@@ -128,6 +129,20 @@ class Deployment:
     def openclaw_json(self, *args: str, timeout: float = 90):
         """`openclaw ... --json` inside the gateway container, as uid 1000."""
         return self.rt.exec_json(self.name, ["openclaw", *args, "--json"], timeout=timeout)
+
+    def gateway_call(self, method: str, params: dict | None = None, timeout: float = 60):
+        """`openclaw gateway call METHOD --params JSON --json` (the CLI's own timeout is 10 s
+        by default: too short on a busy host)."""
+        return self.openclaw_json(
+            "gateway",
+            "call",
+            method,
+            "--params",
+            json.dumps(params or {}),
+            "--timeout",
+            str(int(timeout * 1000)),
+            timeout=timeout + 30,
+        )
 
     def cleanup(self) -> None:
         for name in [self.name, *self.extra_containers]:
@@ -346,7 +361,7 @@ def test_list_managed_is_one_api_call(dep):
 
 def test_restart_continues_the_session_and_usage_adds_up(dep):
     rt = dep.rt
-    before = dep.openclaw_json("gateway", "call", "chat.history", "--params", _params("rt-one"))
+    before = dep.gateway_call("chat.history", _params("rt-one"))
     started = time.monotonic()
     rt.restart(dep.name, timeout=30)
     rt.wait_ready(dep.port, READY_TIMEOUT, name=dep.name)
@@ -355,20 +370,25 @@ def test_restart_continues_the_session_and_usage_adds_up(dep):
     assert resp.status_code == 200, resp.text
     assert resp.json()["choices"][0]["message"]["content"] == "Mock reply: after the restart"
 
-    after = dep.openclaw_json("gateway", "call", "chat.history", "--params", _params("rt-one"))
+    after = dep.gateway_call("chat.history", _params("rt-one"))
     assert after["sessionId"] == before["sessionId"]  # the same transcript, continued
     users = [m["content"] for m in after["messages"] if m["role"] == "user"]
     assert users[0] == "hello from the runtime test" and users[-1] == "after the restart"
     assert after["totalMessages"] == before["totalMessages"] + 2
 
-    listed = dep.openclaw_json("gateway", "call", "sessions.list")
+    listed = dep.gateway_call("sessions.list")
     assert "agent:main:rt-one" in [s["key"] for s in listed["sessions"]]
 
     # sessions.usage answers from a cache that may be stale right after activity: ask again.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while True:
-        usage = dep.openclaw_json("gateway", "call", "sessions.usage", "--params", "{}")
-        if usage["cacheStatus"]["status"] == "fresh" or time.monotonic() > deadline:
+        try:
+            usage = dep.gateway_call("sessions.usage", {})
+        except RuntimeErrorBase:
+            if time.monotonic() > deadline:
+                raise
+            usage = None
+        if usage and (usage["cacheStatus"]["status"] == "fresh" or time.monotonic() > deadline):
             break
         time.sleep(2)
     row = next(s for s in usage["sessions"] if s["key"] == "agent:main:rt-one")
@@ -466,5 +486,5 @@ def test_stop_export_import_remove_converge(dep):
     assert not [c for c in leftovers if dep.volume in c["Labels"].get("clawfleet.volume", "")]
 
 
-def _params(session_key: str) -> str:
-    return json.dumps({"sessionKey": f"agent:main:{session_key}", "limit": 50})
+def _params(session_key: str) -> dict:
+    return {"sessionKey": f"agent:main:{session_key}", "limit": 50}

@@ -3,7 +3,7 @@ import io
 import pytest
 
 from sessions_mgmt import backup_store
-from sessions_mgmt.backup_store import BackupCorrupt, MAGIC
+from sessions_mgmt.backup_store import MAGIC, BackupCorrupt
 
 
 @pytest.fixture

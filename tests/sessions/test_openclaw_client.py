@@ -77,7 +77,7 @@ def test_channel_is_read_from_fields_then_from_the_key(row, channel):
 
 
 def test_json_is_found_after_warning_lines():
-    assert extract_json(b"[warn] something\n{\"ok\": true}\n") == {"ok": True}
+    assert extract_json(b'[warn] something\n{"ok": true}\n') == {"ok": True}
     with pytest.raises(OpenClawError):
         extract_json(b"no json here")
 

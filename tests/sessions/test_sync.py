@@ -87,9 +87,7 @@ def test_archived_sessions_are_mirrored_as_archived(alice_instance, fake_opencla
 @pytest.mark.parametrize(
     "status", [Instance.Status.STOPPED, Instance.Status.DEPLOYING, Instance.Status.PAUSED]
 )
-def test_an_instance_that_is_not_running_is_skipped_quietly(
-    alice_instance, fake_openclaw, status
-):
+def test_an_instance_that_is_not_running_is_skipped_quietly(alice_instance, fake_openclaw, status):
     Instance.objects.filter(pk=alice_instance.pk).update(status=status)
     alice_instance.refresh_from_db()
     result = services.sync_instance_sessions(instance=alice_instance)

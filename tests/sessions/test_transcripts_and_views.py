@@ -14,7 +14,9 @@ class HistoryClient:
 
     def history(self, key, *, offset=None, limit=50):
         self.asked.append((key, offset, limit))
-        return [Message(id="1", role="user", text="hello there", at=None)], 7 if not offset else None
+        return [
+            Message(id="1", role="user", text="hello there", at=None)
+        ], 7 if not offset else None
 
 
 @pytest.fixture
@@ -65,7 +67,9 @@ def test_staff_may_read_without_a_reason_when_the_customer_allows_it(
     _session(alice_instance)
     alice_instance.support_transcript_access = True
     staff = django_user_model.objects.create(email="staff2@clawfleet.example", is_staff=True)
-    services.transcript_for_staff(staff_user=staff, instance=alice_instance, session_key="agent:main:a")
+    services.transcript_for_staff(
+        staff_user=staff, instance=alice_instance, session_key="agent:main:a"
+    )
     assert AuditEvent.objects.filter(action="transcript.viewed_by_staff").count() == 1
 
 
