@@ -36,7 +36,9 @@ class Actor:
     def from_request(cls, request, via: str = "dashboard") -> Actor:
         token = getattr(request, "auth", None)
         token = token if isinstance(token, ApiToken) else None
-        user = request.user if getattr(request.user, "is_authenticated", False) else None
+        # A token's principal is not a person: the audit row names the token instead.
+        authenticated = getattr(request.user, "is_authenticated", False)
+        user = request.user if authenticated and token is None else None
         ip = request.META.get("REMOTE_ADDR")
         return cls(user=user, token=token, ip=ip, via="api" if token else via)
 

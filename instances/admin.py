@@ -451,8 +451,11 @@ class InstanceAdmin(admin.ModelAdmin):
     @admin.display(description="last good backup", ordering="last_good_backup_at")
     def last_good_backup(self, obj):
         when = getattr(obj, "last_good_backup_at", None)
-        overdue = obj.status not in NOT_BACKED_UP and (
-            when is None or when < timezone.now() - BACKUP_OVERDUE_AFTER
+        cutoff = timezone.now() - BACKUP_OVERDUE_AFTER
+        overdue = (
+            obj.status not in NOT_BACKED_UP
+            and obj.created_at < cutoff
+            and (when is None or when < cutoff)
         )
         label = timezone.localtime(when).strftime("%Y-%m-%d %H:%M") if when else "never"
         if overdue:

@@ -77,12 +77,17 @@ def public_error(instance: Instance, exc: Exception) -> OperationError:
     return OperationError(public, detail)
 
 
-def _write_config(rt, instance: Instance, image: str) -> bool:
+def _write_config(rt, instance: Instance, image: str, *, fresh_volume: bool = False) -> bool:
+    """Converge openclaw.json (owned paths only). On a volume created by this very step the
+    file is our own build_config() output, which the tests validate with every OpenClaw
+    version we ship, so the `openclaw config validate` round trip (a Node start-up, several
+    seconds) is skipped there; every rewrite of an existing config is validated."""
     return rt.write_config(
         instance.volume_name,
         image,
         specs.config_for(instance),
         specs.owned_paths_for(instance),
+        validate=not fresh_volume,
         secrets=specs.secrets_of(instance),
     )
 
@@ -172,7 +177,19 @@ def _backup(op: Operation, instance: Instance, rt, kind: str, *, required: bool)
 
 
 def _sync_sessions(instance: Instance) -> None:
-    """Mirror the sessions after an operation (sessions_mgmt's hook, else its plain sync)."""
+    """Mirror the sessions after an operation. Queued on the maintenance queue when
+    sessions_mgmt has its task (a sync makes several `docker exec` calls: the operation should
+    not wait for them), else called inline; never fails the operation."""
+    try:
+        from sessions_mgmt.tasks import sync_instance_sessions_task
+    except ImportError:
+        sync_instance_sessions_task = None
+    if sync_instance_sessions_task is not None:
+        try:
+            sync_instance_sessions_task.delay(str(instance.pk))
+            return
+        except Exception as exc:  # noqa: BLE001 - the broker hiccuped: sync inline instead
+            log.warning("could not queue the session sync of %s: %s", instance.pk, exc)
     try:
         module = importlib.import_module("sessions_mgmt.services")
     except ImportError:
@@ -219,9 +236,9 @@ def _deploy_body(op: Operation, instance: Instance) -> None:
     with step(op, "network", settings.FLEET_NETWORK):
         rt.ensure_network(settings.FLEET_NETWORK)
     with step(op, "volume", instance.volume_name):
-        rt.ensure_volume(instance.volume_name, specs.labels_for(instance))
+        fresh = rt.ensure_volume(instance.volume_name, specs.labels_for(instance))
     with step(op, "config"):
-        _write_config(rt, instance, image)
+        _write_config(rt, instance, image, fresh_volume=fresh)
     with step(op, "container", instance.container_name):
         _ensure_container(rt, instance, image)
     with step(op, "start"):
@@ -266,7 +283,15 @@ def _bring_up(op: Operation, instance: Instance, *, restart: bool, recreate: boo
         entry["detail"] = f"ready after {_wait_ready(rt, instance):.1f}s"
 
 
+def _never_deployed(instance: Instance) -> bool:
+    """A deploy that failed before the gateway was ever ready: start/restart retry the deploy
+    (its steps converge), so a customer fixes a failed deploy with one click."""
+    return instance.last_ready_at is None
+
+
 def _start_body(op: Operation, instance: Instance) -> None:
+    if _never_deployed(instance):
+        return _deploy_body(op, instance)
     _set(instance, status=S.STARTING, status_message="")
     _bring_up(op, instance, restart=False, recreate=False)
     _mark_running(instance)
@@ -277,6 +302,8 @@ def handle_start(op: Operation) -> None:
 
 
 def _restart_body(op: Operation, instance: Instance) -> None:
+    if _never_deployed(instance):
+        return _deploy_body(op, instance)
     _set(instance, status=S.RESTARTING, status_message="")
     _bring_up(op, instance, restart=True, recreate=bool(op.params.get("recreate")))
     _mark_running(instance)
@@ -346,9 +373,7 @@ def _rollback(op, instance, rt, old_image, from_version, to_version, reason) -> 
         _ensure_container(rt, instance, old_image, recreate=True)
         rt.start(instance.container_name)
         _wait_ready(rt, instance)
-    _mark_running(
-        instance, f"The upgrade to {to_version} failed; rolled back to {from_version}."
-    )
+    _mark_running(instance, f"The upgrade to {to_version} failed; rolled back to {from_version}.")
     event(
         instance,
         "upgrade_rolled_back",

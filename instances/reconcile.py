@@ -129,7 +129,9 @@ def _reconcile_instance(host, rt, instance: Instance, info, now) -> list[Correct
     if instance.status in NOT_RUNNING_WANTED or instance.desired_state != "running":
         if running and instance.status in NOT_RUNNING_WANTED:
             rt.stop(instance.container_name, timeout=30)
-            event(instance, "stopped", f"Stopped a container that should not run ({instance.status}).")
+            event(
+                instance, "stopped", f"Stopped a container that should not run ({instance.status})."
+            )
             return [Correction(pk, "stopped", f"container was running while {instance.status}")]
         return []
 
@@ -194,8 +196,9 @@ def _restart_crashed(rt, instance: Instance, info, now) -> list[Correction]:
     if info is None:
         if not rt.volume_exists(instance.volume_name):
             message = "The container and its state volume are missing; not recreating."
-            _update(instance, status=S.FAILED, health=Instance.Health.UNHEALTHY,
-                    status_message=message)
+            _update(
+                instance, status=S.FAILED, health=Instance.Health.UNHEALTHY, status_message=message
+            )
             event(instance, "volume_missing", message)
             return [Correction(pk, "volume_missing", message)]
         rt.ensure_network(settings.FLEET_NETWORK)
@@ -223,9 +226,8 @@ def _remove_orphan(rt, pk: str, info) -> list[Correction]:
         # Known and live, but placed on another host: not ours to judge from here.
         return []
     rt.remove(info.name)
-    volume = (info.labels or {}).get("clawfleet.volume")
-    if instance is not None and volume:
-        rt.remove_volume(volume)
+    if instance is not None:
+        rt.remove_volume((info.labels or {}).get("clawfleet.volume") or instance.volume_name)
     message = f"Removed container {info.name} of a " + (
         "purged instance (and its volume)" if instance is not None else "unknown instance"
     )

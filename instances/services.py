@@ -271,9 +271,7 @@ def instance_deploy(
                 code="required",
             )
     elif provider and not api_key:
-        errors["api_key"] = ValidationError(
-            f"Enter your {provider} API key.", code="required"
-        )
+        errors["api_key"] = ValidationError(f"Enter your {provider} API key.", code="required")
     if model_base_url:
         try:
             URLValidator(schemes=["http", "https"])(model_base_url)
@@ -282,9 +280,10 @@ def instance_deploy(
                 "Enter an http(s) URL, e.g. https://llm.example.com/v1.", code="invalid"
             )
     external_id = (external_id or "").strip() or None
-    if external_id and Instance.objects.filter(
-        organization=organization, external_id=external_id
-    ).exists():
+    if (
+        external_id
+        and Instance.objects.filter(organization=organization, external_id=external_id).exists()
+    ):
         errors["external_id"] = ValidationError(
             f"The external id {external_id} is taken in this organization.", code="taken"
         )
@@ -581,25 +580,26 @@ def instance_update(*, actor: Actor, instance: Instance, **fields) -> Instance:
     if "memory_mb" in fields or "cpus" in fields:
         memory = _parse_memory(fields.get("memory_mb", fresh.memory_mb), errors)
         cpu_count = _parse_cpus(fields.get("cpus", fresh.cpus), errors)
-        if memory is not None and cpu_count is not None:
-            if memory != fresh.memory_mb or cpu_count != fresh.cpus:
-                _check_plan(
-                    fresh.organization, memory, cpu_count, errors, exclude_instance_id=fresh.pk
+        if (
+            memory is not None
+            and cpu_count is not None
+            and (memory != fresh.memory_mb or cpu_count != fresh.cpus)
+        ):
+            _check_plan(fresh.organization, memory, cpu_count, errors, exclude_instance_id=fresh.pk)
+            if (
+                fresh.host is not None
+                and memory > fresh.memory_mb
+                and not placement.has_room(fresh.host, memory, exclude_instance_id=fresh.pk)
+            ):
+                errors.setdefault(
+                    "memory_mb",
+                    ValidationError(
+                        "The host of this instance has no room for that much memory.",
+                        code="capacity",
+                    ),
                 )
-                if (
-                    fresh.host is not None
-                    and memory > fresh.memory_mb
-                    and not placement.has_room(fresh.host, memory, exclude_instance_id=fresh.pk)
-                ):
-                    errors.setdefault(
-                        "memory_mb",
-                        ValidationError(
-                            "The host of this instance has no room for that much memory.",
-                            code="capacity",
-                        ),
-                    )
-                changes["memory_mb"], changes["cpus"] = memory, cpu_count
-                resized = True
+            changes["memory_mb"], changes["cpus"] = memory, cpu_count
+            resized = True
     if errors:
         raise ValidationError(errors)
     op = None

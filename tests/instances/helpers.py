@@ -37,9 +37,7 @@ def user_texts(mock_request: dict) -> list[str]:
 
     body = mock_request.get("body") or {}
     return [
-        content_text(m.get("content"))
-        for m in body.get("messages", [])
-        if m.get("role") == "user"
+        content_text(m.get("content")) for m in body.get("messages", []) if m.get("role") == "user"
     ]
 
 

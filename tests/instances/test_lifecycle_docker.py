@@ -8,7 +8,7 @@ from accounts.services import SYSTEM
 from instances import services
 from instances.models import Instance, InstanceEvent, Operation
 from instances.reconcile import reconcile_host
-from tests.fleet_fixtures import deploy_and_wait, wait_for_operation
+from tests.fleet_fixtures import OPERATION_TIMEOUT, deploy_and_wait, wait_for_operation
 
 from .helpers import chat, containers_of, requests_with, volumes_of, wait_until
 
@@ -31,10 +31,23 @@ def test_an_instance_lives_its_whole_life_and_keeps_its_conversation(
     rt, worker = docker_runtime, celery_worker_process
 
     # Deploy 2026.9.5 → healthy, and a chat reaches the mock LLM through OpenClaw.
-    instance, op = deploy_and_wait(org, name="life", version="2026.9.5", base_url=mock_llm.container_url)
+    instance, op = deploy_and_wait(
+        org,
+        name="life",
+        version="2026.9.5",
+        base_url=mock_llm.container_url,
+        timeout=OPERATION_TIMEOUT,
+    )
     assert (instance.status, instance.health) == ("running", "healthy")
     assert [s["name"] for s in op.steps] == [
-        "place", "image", "network", "volume", "config", "container", "start", "health"
+        "place",
+        "image",
+        "network",
+        "volume",
+        "config",
+        "container",
+        "start",
+        "health",
     ]
     assert all(s["state"] == "done" for s in op.steps)
     info = rt.inspect(instance.container_name)
@@ -43,21 +56,27 @@ def test_an_instance_lives_its_whole_life_and_keeps_its_conversation(
     assert chat(instance, "first message alpha") == "Mock reply: first message alpha"
 
     # Restart: the same session continues (OpenClaw sends the earlier turn again).
-    op = wait_for_operation(services.instance_restart(actor=SYSTEM, instance=instance), worker=worker)
+    op = wait_for_operation(
+        services.instance_restart(actor=SYSTEM, instance=instance),
+        worker=worker,
+        timeout=OPERATION_TIMEOUT,
+    )
     assert op.state == "succeeded", op.error_detail
     instance.refresh_from_db()
     assert instance.status == "running"
     assert chat(instance, "second message bravo") == "Mock reply: second message bravo"
     (after_restart,) = requests_with(mock_llm, "second message bravo")
-    assert after_restart["message_count"] > requests_with(mock_llm, "first message alpha")[0][
-        "message_count"
-    ]
+    assert (
+        after_restart["message_count"]
+        > requests_with(mock_llm, "first message alpha")[0]["message_count"]
+    )
     assert "first message alpha" in str(after_restart["body"]["messages"])
 
     # Upgrade 2026.9.5 → 2026.9.6: same volume, same hostname, the conversation goes on.
     op = wait_for_operation(
         services.instance_upgrade(actor=SYSTEM, instance=instance, version="2026.9.6"),
         worker=worker,
+        timeout=OPERATION_TIMEOUT,
     )
     assert op.state == "succeeded", op.error_detail
     instance.refresh_from_db()
@@ -75,6 +94,7 @@ def test_an_instance_lives_its_whole_life_and_keeps_its_conversation(
     op = wait_for_operation(
         services.instance_upgrade(actor=SYSTEM, instance=instance, version="0.0.0-broken"),
         worker=worker,
+        timeout=OPERATION_TIMEOUT,
     )
     assert op.state == "failed"
     assert "rolled back to 2026.9.6" in op.error
@@ -98,18 +118,26 @@ def test_an_instance_lives_its_whole_life_and_keeps_its_conversation(
         instance.refresh_from_db()
         return instance.status == "running" and instance.health == "healthy"
 
-    wait_until(ready_again, 120, 2, "the instance to be ready after the kill")
+    wait_until(ready_again, 300, 2, "the instance to be ready after the kill")
     assert InstanceEvent.objects.filter(instance=instance, kind="restarted").count() == 1
     assert chat(instance, "fifth message echo") == "Mock reply: fifth message echo"
 
     # Delete keeps the volume for the grace period; purge removes everything.
-    op = wait_for_operation(services.instance_delete(actor=SYSTEM, instance=instance), worker=worker)
+    op = wait_for_operation(
+        services.instance_delete(actor=SYSTEM, instance=instance),
+        worker=worker,
+        timeout=OPERATION_TIMEOUT,
+    )
     assert op.state == "succeeded", op.error_detail
     instance.refresh_from_db()
     assert instance.status == "deleted" and instance.purge_after > instance.deleted_at
     assert containers_of(rt, instance) == []
     assert volumes_of(rt, instance) == [instance.volume_name]
-    op = wait_for_operation(services.instance_purge(actor=SYSTEM, instance=instance), worker=worker)
+    op = wait_for_operation(
+        services.instance_purge(actor=SYSTEM, instance=instance),
+        worker=worker,
+        timeout=OPERATION_TIMEOUT,
+    )
     assert op.state == "succeeded", op.error_detail
     instance.refresh_from_db()
     assert (instance.status, instance.host_port) == ("purged", None)
@@ -183,9 +211,7 @@ def test_orphans_of_this_control_plane_are_removed_and_others_are_left_alone(
     try:
         Instance.objects.filter(pk=ghost.pk).delete()  # the row vanished: an orphan
         corrections = reconcile_host(host)
-        assert [c.kind for c in corrections if c.instance_id == str(ghost.pk)] == [
-            "orphan_removed"
-        ]
+        assert [c.kind for c in corrections if c.instance_id == str(ghost.pk)] == ["orphan_removed"]
         assert rt.inspect(ghost.container_name) is None
         assert rt.volume_exists(ghost.volume_name)
         assert rt.inspect(stranger_spec.name) is not None
@@ -212,7 +238,7 @@ def test_a_deploy_survives_a_worker_killed_with_sigkill(
         op.refresh_from_db()
         return any(s["name"] == "health" and s["state"] == "running" for s in op.steps)
 
-    wait_until(in_health_step, 120, 0.2, "the deploy to reach its health step")
+    wait_until(in_health_step, OPERATION_TIMEOUT, 0.2, "the deploy to reach its health step")
     worker.kill9()
     op.refresh_from_db()
     assert op.state == Operation.State.RUNNING and op.attempts == 1
@@ -220,7 +246,7 @@ def test_a_deploy_survives_a_worker_killed_with_sigkill(
     try:
         # A short visibility timeout: the broker hands the unacked task to the new worker.
         worker.start(visibility_timeout=3)
-        op = wait_for_operation(op, 240, worker=worker)
+        op = wait_for_operation(op, OPERATION_TIMEOUT, worker=worker)
     finally:
         # Back to a normal worker for whatever runs next in this session.
         worker.stop()

@@ -29,7 +29,9 @@ def alice_plan(alice, alice_org, entitled_org):
 
 
 def deploy(org, name="bot", actor=SYSTEM, **kwargs):
-    return services.instance_deploy(actor=actor, organization=org, name=name, **{**DEPLOY, **kwargs})
+    return services.instance_deploy(
+        actor=actor, organization=org, name=name, **{**DEPLOY, **kwargs}
+    )
 
 
 def errors_of(excinfo) -> dict:
@@ -51,7 +53,9 @@ def test_deploy_records_a_placed_instance_and_a_queued_operation(alice, alice_or
     assert instance.host.name == "local"
     assert 19100 <= instance.host_port <= 19999
     assert instance.memory_mb == 2048 and instance.cpus == Decimal("1")
-    assert AuditEvent.objects.filter(action="instance.deployed", target_id=str(instance.pk)).exists()
+    assert AuditEvent.objects.filter(
+        action="instance.deployed", target_id=str(instance.pk)
+    ).exists()
 
 
 def test_secrets_are_encrypted_at_rest_and_never_in_the_audit_log(alice_org, alice_plan):
@@ -189,9 +193,7 @@ def running_instance(org, name="bot") -> Instance:
     return Instance.objects.get(pk=op.instance_id)
 
 
-def test_a_second_restart_while_one_is_queued_gets_an_operation_in_progress(
-    alice_org, alice_plan
-):
+def test_a_second_restart_while_one_is_queued_gets_an_operation_in_progress(alice_org, alice_plan):
     instance = running_instance(alice_org)
     first = services.instance_restart(actor=SYSTEM, instance=instance)
     with pytest.raises(OperationInProgress, match="An operation is in progress"):
@@ -298,9 +300,7 @@ def test_update_refuses_a_taken_name_and_unknown_fields(alice_org, alice_plan):
         services.instance_update(actor=SYSTEM, instance=instance, gateway_token="x")
 
 
-def test_a_memory_change_on_a_running_instance_queues_a_recreating_restart(
-    alice_org, entitled_org
-):
+def test_a_memory_change_on_a_running_instance_queues_a_recreating_restart(alice_org, entitled_org):
     entitled_org(alice_org, max_memory_mb=4096)
     instance = running_instance(alice_org)
     services.instance_update(actor=SYSTEM, instance=instance, memory_mb=3072)

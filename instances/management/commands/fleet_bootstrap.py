@@ -17,8 +17,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_engine=False, **options):
         host = placement.ensure_local_host()
-        self.stdout.write(f"host {host.name}: {host.base_url} (ports {host.port_range_start}-"
-                          f"{host.port_range_end}, {host.memory_mb} MB, {host.max_instances} max)")
+        self.stdout.write(
+            f"host {host.name}: {host.base_url} (ports {host.port_range_start}-"
+            f"{host.port_range_end}, {host.memory_mb} MB, {host.max_instances} max)"
+        )
         if no_engine:
             return
         from instances.runtime import EngineUnavailable
@@ -37,8 +39,10 @@ class Command(BaseCommand):
         if missing:
             self.stdout.write(
                 self.style.WARNING(
-                    "missing images for " + ", ".join(missing)
-                    + ": run images/openclaw/build.sh " + " ".join(missing)
+                    "missing images for "
+                    + ", ".join(missing)
+                    + ": run images/openclaw/build.sh "
+                    + " ".join(missing)
                 )
             )
         self.stdout.write(self.style.SUCCESS("fleet ready"))
