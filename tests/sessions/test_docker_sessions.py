@@ -89,7 +89,7 @@ def run_old_turn(docker_runtime, instance, key: str, text: str, days: int) -> No
     from instances.runtime import BASE_ENV
 
     js = "data:text/javascript," + urllib.parse.quote(SHIFT_CLOCK_JS)
-    docker_runtime.client.containers.run(
+    container = docker_runtime.client.containers.run(
         services.image_for_instance(instance),
         ["openclaw", "agent", "--local", "--session-key", key, "--message", text, "--json"],
         entrypoint=[],
@@ -101,9 +101,12 @@ def run_old_turn(docker_runtime, instance, key: str, text: str, days: int) -> No
             "CLAWFLEET_CLOCK_OFFSET_MS": str(-days * 86400000),
         },
         extra_hosts={"host.docker.internal": "host-gateway"},
-        remove=True,
-        stdout=False,
+        detach=True,
     )
+    try:
+        assert container.wait(timeout=600)["StatusCode"] == 0
+    finally:
+        container.remove(force=True)
 
 
 def test_sessions_backups_restore_and_prune_on_a_real_instance(
