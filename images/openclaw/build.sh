@@ -45,6 +45,9 @@ mkdir -p "$CACHE/logs"
 
 ensure_base() {
     if image_exists "$BASE_IMAGE"; then log "$BASE_IMAGE present"; return; fi
+    if ! command -v debootstrap >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    fi
     command -v debootstrap >/dev/null || die "debootstrap missing: apt-get install debootstrap"
     local rootfs="$CACHE/rootfs-bookworm"
     if [ ! -f "$rootfs.done" ]; then
