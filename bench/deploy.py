@@ -262,7 +262,8 @@ def main() -> int:
             bare_times.append(b)
             cp_times.append(c)
             details.append(info)
-            print(f"run {i + 1}: bare {b:6.2f} s   control plane {c:6.2f} s   ({info['health_step']})")
+            step = info["health_step"]
+            print(f"run {i + 1}: bare {b:6.2f} s   control plane {c:6.2f} s   ({step})")
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)

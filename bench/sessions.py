@@ -6,10 +6,14 @@ What it does (a real engine, the real image, the mock LLM, our services; no Cele
 deploy operation runs in this process):
 1. creates (or reuses) the bench database and migrates it, an organization with a comped plan, and
    deploys one instance on the mock LLM;
-2. writes N sessions (default 10,000, BENCH_SESSIONS) through OpenClaw's own write path: one
-   conversation turn per session key on the OpenAI-compatible HTTP API
-   (`x-openclaw-session-key`), BENCH_CONCURRENCY at a time. This is what a customer's traffic does;
-   nothing touches OpenClaw's SQLite;
+2. writes N sessions (default 10,000, BENCH_SESSIONS) through OpenClaw's own write path:
+   BENCH_TURNS (default 50) real conversation turns on the OpenAI-compatible HTTP API
+   (`x-openclaw-session-key`, the customer path, with usage), and the rest with the gateway RPC
+   `sessions.create` (what the Control UI's "new session" does), sent by a small Node script run
+   inside the container that uses OpenClaw's public plugin SDK client
+   (`openclaw/plugin-sdk/gateway-runtime` `callGatewayFromCli`, loopback, the gateway's token),
+   BENCH_CONCURRENCY at a time. A full agent turn per session costs ~0.3 s of gateway CPU
+   (a 12k-token prompt build), far too slow for 10,000 on 2 vCPUs; nothing touches SQLite;
 3. times `sync_instance_sessions` (first sync: everything new), an incremental re-sync, and a full
    re-sync of unchanged rows;
 4. removes the instance (container and volume) unless BENCH_KEEP=1.
@@ -155,6 +159,52 @@ class Bench:
             print(f"cleanup: {exc}")
 
 
+CREATE_JS = """
+const sdk = await import("/opt/openclaw/node_modules/openclaw/dist/plugin-sdk/gateway-runtime.js");
+const [start, end, conc] = process.argv.slice(1).map(Number);
+let next = start, failed = 0;
+async function lane() {
+  while (next < end) {
+    const i = next++;
+    const key = `agent:main:bench-rpc-${String(i).padStart(6, "0")}`;
+    try { await sdk.callGatewayFromCli("sessions.create", { timeout: "60000" }, { key }); }
+    catch (e) { failed++; if (failed < 3) console.error(String(e).slice(0, 200)); }
+  }
+}
+await Promise.all(Array.from({ length: conc }, lane));
+console.log(JSON.stringify({ created: end - start - failed, failed }));
+"""
+
+
+def create_sessions(bench: Bench, start: int, end: int, concurrency: int) -> None:
+    """sessions.create for keys start..end-1, in batches of 1,000 (one Node process each)."""
+    from sessions_mgmt.services import client_for
+
+    client = client_for(bench.instance)
+    for lo in range(start, end, 1000):
+        hi = min(end, lo + 1000)
+        t = time.monotonic()
+        code, out, err = client.run(
+            [
+                "node",
+                "--input-type=module",
+                "-e",
+                CREATE_JS,
+                "--",
+                str(lo),
+                str(hi),
+                str(concurrency),
+            ],
+            timeout=1800,
+        )
+        if code != 0:
+            raise SystemExit(f"sessions.create batch failed ({code}): {err[-300:]!r}")
+        print(
+            f"  {hi} sessions ({(hi - lo) / (time.monotonic() - t):.0f}/s) {out.decode().strip()}",
+            flush=True,
+        )
+
+
 def main() -> int:
     setup_django()
     from sessions_mgmt import services
@@ -165,16 +215,18 @@ def main() -> int:
     bench = Bench("bench-sessions")
     instance = bench.deploy()
     try:
+        turns = min(n, int(os.environ.get("BENCH_TURNS", "50")))
         t = time.monotonic()
-        done = 0
-        with ThreadPoolExecutor(concurrency) as pool:
-            for _ in pool.map(lambda i: bench.chat(f"bench-{i:05d}", f"hello {i}"), range(n)):
-                done += 1
-                if done % 1000 == 0:
-                    rate = done / (time.monotonic() - t)
-                    print(f"  {done} sessions written ({rate:.1f}/s)", flush=True)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: bench.chat(f"bench-turn-{i:05d}", f"hello {i}"), range(turns)))
+        print(f"{turns} conversation turns in {time.monotonic() - t:.1f} s", flush=True)
+        t = time.monotonic()
+        create_sessions(bench, turns, n, concurrency)
         write_s = time.monotonic() - t
-        print(f"wrote {n} sessions through the HTTP API in {write_s:.1f} s ({n / write_s:.1f}/s)")
+        print(
+            f"created {n - turns} sessions with sessions.create in {write_s:.1f} s "
+            f"({(n - turns) / write_s:.1f}/s)"
+        )
 
         def timed(label, **kwargs):
             instance.refresh_from_db()

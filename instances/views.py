@@ -34,7 +34,7 @@ from accounts.services import Actor, audit
 from accounts.views import current_membership
 
 from . import selectors, services
-from .forms import PROVIDER_HINTS, DeployForm, DeleteForm, RevealTokenForm, UpgradeForm
+from .forms import PROVIDER_HINTS, DeleteForm, DeployForm, RevealTokenForm, UpgradeForm
 from .models import Instance, Operation
 from .operations import OperationInProgress
 
@@ -467,7 +467,9 @@ def instance_upgrade(request, pk):
         return redirect("instances:detail", pk=instance.pk)
     version = form.cleaned_data["version"]
     try:
-        services.instance_upgrade(actor=Actor.from_request(request), instance=instance, version=version)
+        services.instance_upgrade(
+            actor=Actor.from_request(request), instance=instance, version=version
+        )
     except (ValidationError, OperationInProgress) as exc:
         _service_error(request, exc)
     else:

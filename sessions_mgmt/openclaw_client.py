@@ -428,14 +428,22 @@ class OpenClawClient:
             return {}
         found: dict[str, UsageRow] = {}
         limit = len(wanted) + 50
+        fresh = False
+        pending: set[str] = set()
         for attempt in range(retries + 1):
             missing = wanted - set(found)
             if not missing:
                 break
             params = {"agentScope": "all", "range": "all", "limit": limit}
-            rows, pending = parse_usage(self.call("sessions.usage", params))
+            payload = self.call("sessions.usage", params)
+            fresh = (payload.get("cacheStatus") or {}).get("status", "fresh") == "fresh"
+            rows, pending = parse_usage(payload)
             found.update({k: v for k, v in rows.items() if k in wanted})
-            if pending & missing:
+            if pending & missing and fresh:
+                # OpenClaw's cache is fresh and still has no usage: a session without a model
+                # turn yet (e.g. created by sessions.create). Zero, not "ask again forever".
+                found.update({k: UsageRow(key=k) for k in pending & missing})
+            elif pending & missing:
                 time.sleep(min(0.5 * (attempt + 1), 2.0))
                 continue
             if wanted - set(found):

@@ -83,3 +83,9 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();
+
+/* Log tails read bottom-up: after htmx puts new logs in, show the newest line. */
+document.addEventListener("htmx:afterSwap", function (event) {
+  var pre = event.target && event.target.querySelector && event.target.querySelector("pre.logs");
+  if (pre) pre.scrollTop = pre.scrollHeight;
+});

@@ -43,9 +43,7 @@ def alice_fleet(alice, alice_org, monkeypatch):
     return bot, deploy
 
 
-def test_every_page_renders_cleanly_in_chromium(
-    live_server, browser_page, screenshot, alice_fleet
-):
+def test_every_page_renders_cleanly_in_chromium(live_server, browser_page, screenshot, alice_fleet):
     page, watch = browser_page
     bot, deploy = alice_fleet
     login(page, live_server, "alice@example.com", PASSWORD)
@@ -75,6 +73,14 @@ def test_every_page_renders_cleanly_in_chromium(
     page.get_by_role("button", name="Reveal token").click()
     assert page.locator("#gateway-token").inner_text() == "gw-secret-token-of-alice"
     screenshot(page, "page-token")
+    # allauth's own pages (account settings, two-factor) in the product layout.
+    for name, path in {
+        "page-account-email": reverse("account_email"),
+        "page-password-change": reverse("account_change_password"),
+        "page-mfa": reverse("mfa_index"),
+    }.items():
+        page.goto(live_server.url + path)
+        screenshot(page, name)
     # Small screens.
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(live_server.url + reverse("instances:detail", args=[bot.pk]))

@@ -229,9 +229,7 @@ def test_actions_refuse_get(alice_client, alice_instance):
 
 def test_a_second_action_while_one_runs_is_a_message_not_an_error(alice_client, alice_instance):
     make_operation(alice_instance, kind=Operation.Kind.RESTART, state=Operation.State.RUNNING)
-    response = alice_client.post(
-        reverse("instances:stop", args=[alice_instance.pk]), follow=True
-    )
+    response = alice_client.post(reverse("instances:stop", args=[alice_instance.pk]), follow=True)
     assert response.status_code == 200
     assert "in progress" in response.content.decode()
     assert Operation.objects.filter(kind=Operation.Kind.STOP).count() == 0
@@ -281,9 +279,7 @@ def test_revealing_the_gateway_token_needs_the_confirmation_and_is_audited(
 # --- tenancy: charlie never reaches alice's objects ----------------------------------------------
 
 
-def test_charlie_gets_404_for_every_page_of_alices_instance(
-    charlie_client, alice_op, fake_runtime
-):
+def test_charlie_gets_404_for_every_page_of_alices_instance(charlie_client, alice_op, fake_runtime):
     rt = fake_runtime(text="alice's logs")
     for name, url in instance_urls(alice_op.instance, alice_op).items():
         assert charlie_client.get(url).status_code == 404, name
@@ -380,9 +376,7 @@ def test_deploy_with_a_taken_name_shows_the_error_inline_and_creates_nothing(
     assert (Instance.objects.count(), Operation.objects.count()) == before
 
 
-def test_deploy_without_a_key_shows_the_error_inline_and_creates_nothing(
-    alice_client, alice_plan
-):
+def test_deploy_without_a_key_shows_the_error_inline_and_creates_nothing(alice_client, alice_plan):
     response = _deploy(alice_client, api_key="")
     assert response.status_code == 200
     assert _errors_of(response, "api_key")

@@ -116,6 +116,7 @@ def test_usage_asks_again_while_openclaw_refreshes_its_cache(monkeypatch):
     refreshing = sample("sessions_usage.json")
     for s in refreshing["sessions"]:
         s["usage"] = None
+    refreshing["cacheStatus"] = {"status": "refreshing"}
     rt = RecordingRuntime(
         [
             (0, json.dumps(refreshing).encode(), b""),
@@ -125,3 +126,12 @@ def test_usage_asks_again_while_openclaw_refreshes_its_cache(monkeypatch):
     found = OpenClawClient(rt, "c1").usage(["agent:main:alpha", "agent:main:beta"])
     assert set(found) == {"agent:main:alpha", "agent:main:beta"}
     assert len(rt.cmds) == 2
+
+
+def test_a_session_without_any_turn_has_zero_usage_once_the_cache_is_fresh():
+    payload = sample("sessions_usage.json")
+    payload["sessions"][0]["usage"] = None  # fresh cache, no usage: nothing to count
+    rt = RecordingRuntime([(0, json.dumps(payload).encode(), b"")])
+    found = OpenClawClient(rt, "c1").usage(["agent:main:beta"])
+    assert found["agent:main:beta"].input == 0
+    assert len(rt.cmds) == 1

@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--org", required=True, help="Organization slug")
         parser.add_argument("--name", required=True)
-        parser.add_argument("--version", dest="openclaw_version")
+        parser.add_argument("--openclaw-version", dest="openclaw_version")
         parser.add_argument("--memory-mb", type=int)
         parser.add_argument("--cpus")
         parser.add_argument("--provider", default="openai")
