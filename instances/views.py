@@ -325,9 +325,8 @@ def deploy(request):
             apply_service_errors(form, exc)
         else:
             return redirect("instances:operation", pk=op.instance_id, op_id=op.pk)
-    plan_error = any(
-        "plan" in str(e).lower() and "choose" in str(e).lower() for e in form.non_field_errors()
-    )
+    # "Choose a plan", "upgrade your plan": a link to the plans page beside the message.
+    plan_error = any("plan" in str(e).lower() for e in form.non_field_errors())
     return render(
         request,
         "instances/deploy.html",
