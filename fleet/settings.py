@@ -220,6 +220,9 @@ FLEET_OPENCLAW_IMAGE = env.str("FLEET_OPENCLAW_IMAGE", default="clawfleet/opencl
 FLEET_OPENCLAW_VERSIONS = env.list("FLEET_OPENCLAW_VERSIONS", default=["2026.9.6", "2026.9.5"])
 FLEET_DEFAULT_VERSION = env.str("FLEET_DEFAULT_VERSION", default=FLEET_OPENCLAW_VERSIONS[0])
 FLEET_NETWORK = env.str("FLEET_NETWORK", default="clawfleet")
+# Names this control plane on a shared engine (label clawfleet.plane): reconcile removes only its
+# own orphans. Empty derives it from the database; production should set it explicitly.
+FLEET_PLANE_ID = env.str("FLEET_PLANE_ID", default="")
 FLEET_PORT_RANGE = env.str("FLEET_PORT_RANGE", default="19100-19999")
 FLEET_READY_TIMEOUT = env.int("FLEET_READY_TIMEOUT", default=240)
 FLEET_CRASH_LOOP_THRESHOLD = env.int("FLEET_CRASH_LOOP_THRESHOLD", default=3)

@@ -84,11 +84,18 @@ def reconcile_host(host: Host, *, now=None) -> list[Correction]:
     Host.objects.filter(pk=host.pk).update(last_seen_at=now, last_error="")
 
     plane = specs.plane_id()
-    ours = {}
+    by_instance, ours = {}, {}
     for info in containers:
         labels = info.labels or {}
-        if labels.get(specs.PLANE_LABEL) == plane and labels.get(specs.INSTANCE_LABEL):
-            ours[labels[specs.INSTANCE_LABEL]] = info
+        pk = labels.get(specs.INSTANCE_LABEL)
+        if not pk:
+            continue
+        # An instance's container is found by its instance label whatever plane label it
+        # carries (a moved database changes the derived plane id); only orphan removal is
+        # restricted to this plane's containers.
+        by_instance[pk] = info
+        if labels.get(specs.PLANE_LABEL) == plane:
+            ours[pk] = info
 
     instances = {
         str(i.pk): i
@@ -107,7 +114,7 @@ def reconcile_host(host: Host, *, now=None) -> list[Correction]:
         if pk in busy:
             continue
         try:
-            corrections += _reconcile_instance(host, rt, instance, ours.get(pk), now)
+            corrections += _reconcile_instance(host, rt, instance, by_instance.get(pk), now)
         except Exception as exc:  # noqa: BLE001 - one bad instance never stops the pass
             log.warning("reconcile of %s failed: %s", pk, type(exc).__name__)
     for pk, info in ours.items():

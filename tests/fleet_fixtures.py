@@ -98,6 +98,21 @@ def remove_engine_objects(rt, planes) -> None:
                 continue
 
 
+def remove_stale_test_networks(rt) -> None:
+    """Networks of earlier sessions whose pytest process is gone and nothing uses any more
+    (a session killed, or an engine restarted under it, cannot clean up after itself)."""
+    for net in rt.api.networks(names=["clawfleet-test-"]):
+        name = net.get("Name", "")
+        try:
+            pid = int(name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or Path(f"/proc/{pid}").exists():
+            continue
+        with contextlib.suppress(Exception):
+            rt.remove_network(name)  # refused while a container is still attached
+
+
 @pytest.fixture(scope="session")
 def fleet_test_settings():
     """Point this process at the session's network and allow the broken test image."""
@@ -114,6 +129,7 @@ def fleet_test_settings():
 def docker_runtime(fleet_test_settings):
     """The engine at settings.FLEET_DOCKER_URL; fails (never skips) when none answers."""
     rt = connect_runtime(settings.FLEET_DOCKER_URL)
+    remove_stale_test_networks(rt)
     rt.ensure_network(TEST_NETWORK)
     yield rt
     remove_engine_objects(rt, _planes)
