@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import roles, selectors, services
@@ -182,6 +183,7 @@ def invitation_accept(request, secret: str):
     return render(request, "accounts/invitation_accept.html", {"invitation": invitation})
 
 
+@never_cache  # the response may carry a new token's secret: never store it in a cache
 @login_required
 def api_tokens(request):
     membership = current_membership(request, roles.MANAGE_TOKENS)
