@@ -290,6 +290,9 @@ def _configure_producer(options: dict) -> None:
     if pool is not None:
         pool.force_close_all()
         app._pool = None
+    # The producer pool wraps the connection pool closed above: drop it too, or the next
+    # publish fails with "Acquire on closed pool".
+    app.amqp._producer_pool = None
 
 
 @pytest.fixture(scope="session")
