@@ -63,12 +63,14 @@ def month_to_date_for_organization(*, organization, today: dt.date | None = None
     return _totals(UsageDay.objects.filter(organization=organization, day__range=(first, last)))
 
 
-def month_to_date_by_instance(*, organization, today: dt.date | None = None) -> QuerySet:
-    """One row per instance: name, costs and tokens this month, most expensive first."""
-    first, last = _month_start(today)
+def usage_by_instance(*, organization, start: dt.date, end: dt.date, instance=None) -> QuerySet:
+    """One row per instance between two days: name, costs, running time and tokens, most
+    expensive first. The dashboard, the API and admin all read per-instance costs here."""
+    rows = UsageDay.objects.filter(organization=organization, day__range=(start, end))
+    if instance is not None:
+        rows = rows.filter(instance=instance)
     return (
-        UsageDay.objects.filter(organization=organization, day__range=(first, last))
-        .values("instance_id", "instance__name", "instance__client_name")
+        rows.values("instance_id", "instance__name", "instance__client_name")
         .annotate(
             compute_usd=Sum("compute_cost_usd"),
             llm_usd=Sum("llm_cost_usd"),
@@ -83,6 +85,12 @@ def month_to_date_by_instance(*, organization, today: dt.date | None = None) -> 
         .annotate(total_usd=F("compute_usd") + F("llm_usd"))
         .order_by("-total_usd", "instance__name")
     )
+
+
+def month_to_date_by_instance(*, organization, today: dt.date | None = None) -> QuerySet:
+    """One row per instance: name, costs and tokens this month, most expensive first."""
+    first, last = _month_start(today)
+    return usage_by_instance(organization=organization, start=first, end=last)
 
 
 def month_to_date_by_session(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db.models import F, Sum
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import permissions, serializers
@@ -114,23 +113,8 @@ class UsageViewSet(OrganizationApiViewSet):
             if instance is None:
                 raise serializers.ValidationError({"instance": ["No such instance."]})
 
-        rows = self.get_queryset().filter(day__range=(start, end))
-        if instance is not None:
-            rows = rows.filter(instance=instance)
-        per_instance = list(
-            rows.values("instance_id", "instance__name", "instance__client_name")
-            .annotate(
-                compute_usd=Sum("compute_cost_usd"),
-                llm_usd=Sum("llm_cost_usd"),
-                running_seconds=Sum("running_seconds"),
-                tokens=Sum(
-                    F("input_tokens")
-                    + F("output_tokens")
-                    + F("cache_read_tokens")
-                    + F("cache_write_tokens")
-                ),
-            )
-            .order_by("instance__name")
+        per_instance = selectors.usage_by_instance(
+            organization=self.organization, start=start, end=end, instance=instance
         )
         instances = [
             {
@@ -139,13 +123,12 @@ class UsageViewSet(OrganizationApiViewSet):
                 "client_name": r["instance__client_name"],
                 "compute_usd": r["compute_usd"] or _ZERO,
                 "llm_usd": r["llm_usd"] or _ZERO,
-                "total_usd": (r["compute_usd"] or _ZERO) + (r["llm_usd"] or _ZERO),
+                "total_usd": r["total_usd"] or _ZERO,
                 "running_hours": Decimal(r["running_seconds"] or 0) / 3600,
                 "tokens": r["tokens"] or 0,
             }
             for r in per_instance
         ]
-        instances.sort(key=lambda r: r["total_usd"], reverse=True)
         days = selectors.daily_costs(
             organization=self.organization, start=start, end=end, instance=instance
         )
