@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/api.py [--seconds 15] [--concurrency 8] [--workers 2] [--keep]
 
-1. Creates a dedicated database (clawfleet_bench, dropped at the end unless --keep), migrates
+1. Creates a dedicated database (clawfleet_bench_api, dropped at the end unless --keep), migrates
    it, and seeds 100 organizations × 10 instances (1,000) and 100,000 sessions with bulk_create.
 2. Serves the app with gunicorn on 127.0.0.1 (a free port, --workers sync workers, DEBUG off,
    persistent database connections, a rate limit high enough not to interfere).
@@ -33,7 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-BENCH_DB = "clawfleet_bench"
+BENCH_DB = "clawfleet_bench_api"
 ORGS = 100
 INSTANCES_PER_ORG = 10
 SESSIONS_PER_INSTANCE = 100

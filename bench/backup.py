@@ -1,6 +1,6 @@
 """Bench: backup throughput of our pipeline beside a bare run of the same method, same data.
 
-    .venv/bin/python bench/backup.py   (DATABASE_URL defaults to .../clawfleet_bench)
+    .venv/bin/python bench/backup.py   (DATABASE_URL defaults to .../clawfleet_bench_backup)
 
 Setup as bench/sessions.py (bench database, one instance on the mock LLM), then:
 - fills the state: BENCH_SESSIONS conversations (default 200) plus BENCH_WORKSPACE_MB (default 64)

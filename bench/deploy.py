@@ -13,7 +13,8 @@ What is measured (interleaved, one at a time, so both sides see the same machine
   clock starts, until http://127.0.0.1:PORT/readyz answers 200 (polled every 0.5 s, like the
   control plane).
 
-Database: DATABASE_URL, default postgres://postgres@127.0.0.1:5432/clawfleet_bench (created and
+Database: DATABASE_URL, default postgres://postgres@127.0.0.1:5432/clawfleet_bench_deploy
+(created and
 migrated when missing). Broker: CELERY_BROKER_URL (default redis://127.0.0.1:6379/2) with a
 per-run key prefix. Everything the bench creates on the engine is removed at the end.
 """
@@ -35,7 +36,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 RUN_TAG = uuid.uuid4().hex[:8]
 PREFIX = f"clawfleet-bench-{RUN_TAG}:"
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/clawfleet_bench"
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/clawfleet_bench_deploy"
 
 os.environ.setdefault("DATABASE_URL", DEFAULT_DB)
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")

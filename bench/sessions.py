@@ -1,6 +1,6 @@
 """Bench: sync an instance holding 10,000 sessions, then re-sync it unchanged.
 
-    .venv/bin/python bench/sessions.py   (DATABASE_URL defaults to .../clawfleet_bench)
+    .venv/bin/python bench/sessions.py   (DATABASE_URL defaults to .../clawfleet_bench_sessions)
 
 What it does (a real engine, the real image, the mock LLM, our services; no Celery worker: the
 deploy operation runs in this process):
@@ -32,7 +32,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleet.settings")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/clawfleet_bench")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/clawfleet_bench_sessions")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
 os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/8")
 os.environ.setdefault("FLEET_NETWORK", "clawfleet-bench")
