@@ -88,7 +88,7 @@ def _stripe_settings(settings, localstripe):
 @pytest.fixture
 def enqueued(monkeypatch):
     """Record billing tasks queued with .delay() instead of sending them to the broker; the
-    tests then call the task functions directly (no CELERY_TASK_ALWAYS_EAGER)."""
+    tests then call the task functions directly (never the eager mode)."""
     from billing import tasks
 
     calls: dict[str, list] = {"process_stripe_event": [], "resume_after_payment": []}
