@@ -213,7 +213,7 @@ def main() -> int:
     from accounts.models import Organization
     from billing.models import Plan, Subscription
     from instances import openclaw_config, placement, specs
-    from instances.services import runtime_for
+    from instances.runtime import runtime_for
 
     version = args.version or settings.FLEET_DEFAULT_VERSION
     image = specs.image_for(version)

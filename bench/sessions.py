@@ -69,7 +69,7 @@ class Bench:
         from accounts.models import Organization
         from billing.models import ModelPrice, Plan, Subscription
         from instances.models import Host
-        from instances.services import runtime_for
+        from instances.runtime import runtime_for
         from mockllm.server import start_mock_llm
 
         self.runtime = None
@@ -113,7 +113,7 @@ class Bench:
         from django.conf import settings
 
         from instances.models import Host, Instance
-        from instances.services import runtime_for
+        from instances.runtime import runtime_for
 
         host, _ = Host.objects.get_or_create(
             name="bench-local", defaults={"base_url": settings.FLEET_DOCKER_URL}

@@ -44,7 +44,7 @@ def event(instance: Instance, kind: str, message: str, **data) -> InstanceEvent:
 
 
 def _rt(instance: Instance):
-    from .services import runtime_for
+    from .runtime import runtime_for
 
     if instance.host is None:
         raise OperationError("This instance has not been placed on a host yet.")

@@ -70,8 +70,7 @@ def _ready(host: Host, rt, instance: Instance, info) -> bool:
 
 def reconcile_host(host: Host, *, now=None) -> list[Correction]:
     """One pass over one host. Returns the corrections made (also recorded as events)."""
-    from .runtime import EngineUnavailable
-    from .services import runtime_for
+    from .runtime import EngineUnavailable, runtime_for
 
     now = now or timezone.now()
     rt = runtime_for(host)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import threading
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -41,7 +40,7 @@ from django.utils import timezone
 from accounts.services import Actor, audit
 
 from . import placement
-from .models import Host, Instance, Operation
+from .models import Instance, Operation
 from .operations import OperationInProgress, active_operation, operation_request
 from .specs import image_for  # noqa: F401 - part of this module's API (sessions_mgmt uses it)
 
@@ -60,7 +59,6 @@ __all__ = [
     "instance_update",
     "instance_upgrade",
     "image_for",
-    "runtime_for",
 ]
 
 MIN_MEMORY_MB = 1024
@@ -74,24 +72,6 @@ PROVIDER_BASE_URLS = {
     Instance.Provider.OPENROUTER: "https://openrouter.ai/api/v1",
 }
 S = Instance.Status
-
-
-# --- the runtime for a host -------------------------------------------------------------------
-
-_runtimes: dict[str, object] = {}
-_runtimes_lock = threading.Lock()
-
-
-def runtime_for(host: Host):
-    """The one factory for a Host's engine adapter (cached per engine URL and process)."""
-    from .runtime import DockerRuntime
-
-    with _runtimes_lock:
-        rt = _runtimes.get(host.base_url)
-        if rt is None:
-            rt = DockerRuntime(host.base_url)
-            _runtimes[host.base_url] = rt
-        return rt
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from accounts.forms import apply_service_errors
 from accounts.services import Actor, audit
 from accounts.views import current_membership
 
-from . import selectors, services
+from . import runtime, selectors, services
 from .forms import PROVIDER_HINTS, DeleteForm, DeployForm, RevealTokenForm, UpgradeForm
 from .models import Instance, Operation
 from .operations import OperationInProgress
@@ -402,7 +402,7 @@ def logs_partial(request, pk):
         problem = "No logs yet: the container has not been created."
     else:
         try:
-            text = services.runtime_for(instance.host).logs_tail(
+            text = runtime.runtime_for(instance.host).logs_tail(
                 instance.container_name, lines=lines
             )
         except Exception as exc:  # noqa: BLE001 - any engine trouble is shown, never a 500

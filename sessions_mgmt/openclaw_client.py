@@ -343,7 +343,7 @@ class OpenClawClient:
 
     @classmethod
     def for_instance(cls, instance) -> OpenClawClient:
-        from instances.services import runtime_for
+        from instances.runtime import runtime_for
 
         if instance.host is None:
             raise InstanceUnavailable("The instance has no host.")

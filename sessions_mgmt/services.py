@@ -101,7 +101,7 @@ def client_for(instance: Instance) -> OpenClawClient:
 
 
 def runtime_for_instance(instance: Instance):
-    from instances.services import runtime_for
+    from instances.runtime import runtime_for
 
     if instance.host is None:
         raise OperationError("This instance has no host yet.")

@@ -7,7 +7,6 @@ the engine's log tail is a stand-in. The full journey with a real deploy is in t
 import pytest
 from django.urls import reverse
 
-from instances import services
 from instances.models import InstanceEvent, Operation
 from tests.conftest import PASSWORD
 from tests.dashboard.conftest import make_instance, make_operation
@@ -25,7 +24,7 @@ class _Logs:
 
 @pytest.fixture
 def alice_fleet(alice, alice_org, monkeypatch):
-    monkeypatch.setattr(services, "runtime_for", lambda host: _Logs())
+    monkeypatch.setattr("instances.runtime.runtime_for", lambda host: _Logs())
     make_entitled(alice_org, name="Agency", max_instances=10)
     bot = make_instance(alice_org, "support-bot", port=19201, client_name="Acme Dental")
     make_instance(alice_org, "booking-bot", port=19202, client_name="Acme Dental")

@@ -6,7 +6,6 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from instances import services
 from instances.models import Instance, Operation
 
 from .conftest import make_instance, make_operation
@@ -31,7 +30,7 @@ class FakeRuntime:
 def fake_runtime(monkeypatch):
     def install(**kwargs):
         rt = FakeRuntime(**kwargs)
-        monkeypatch.setattr(services, "runtime_for", lambda host: rt)
+        monkeypatch.setattr("instances.runtime.runtime_for", lambda host: rt)
         return rt
 
     return install

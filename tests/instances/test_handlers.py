@@ -29,7 +29,7 @@ class FakeBackup:
 @pytest.fixture
 def rt(monkeypatch):
     fake = FakeRuntime()
-    monkeypatch.setattr(services, "runtime_for", lambda host: fake)
+    monkeypatch.setattr("instances.runtime.runtime_for", lambda host: fake)
     # sessions_mgmt's backups and syncs talk to a real gateway: stand them in here.
     monkeypatch.setattr(handlers, "_sessions_call", lambda name, **kwargs: FakeBackup())
     monkeypatch.setattr(handlers, "_sync_sessions", lambda instance: None)

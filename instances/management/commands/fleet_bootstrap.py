@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from instances import placement
-from instances.services import runtime_for
+from instances.runtime import runtime_for
 
 
 class Command(BaseCommand):

@@ -1,0 +1,68 @@
+"""Hooks: how a lower app tells higher apps that something happened, without importing them.
+
+The apps form a chain (accounts <- billing <- instances <- sessions_mgmt, docs/architecture.md):
+an app imports only apps below it. When instances needs sessions_mgmt to act (take a backup
+before an upgrade, mirror sessions after an operation) it runs a hook by name, and
+sessions_mgmt registers the function from its AppConfig.ready(), as wagtail's hooks do.
+
+    register("instance.ready", sync_after_ready)          # in AppConfig.ready()
+    results = run("instance.ready", instance=instance)    # in the lower app
+
+`run` calls every registered function in registration order and returns their results; an
+exception propagates (a hook that may fail quietly catches its own errors). `first` returns the
+first result that is not None, for hooks that provide a capability (e.g. "backup.create").
+Every hook name a lower app runs is listed in HOOKS with what it passes, so the contract is
+written down in one place.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+HOOKS = {
+    # instances runs these:
+    "instance.transition": "instance, from_status, to_status, reason: after each status change",
+    "instance.ready": "instance, operation: an operation left the gateway running and ready",
+    "operation.finished": "operation: an operation ended (succeeded or failed)",
+    "backup.create": "instance, kind, operation -> a backup object or None: take one now",
+    "instance.usage": "instance_ids, start, end -> {instance_id: running seconds}",
+    # billing runs these:
+    "billing.pause": "organization_id, reason, month -> instances paused: a plan stopped paying",
+    "billing.resume": "organization_id -> instances resumed: the plan pays again",
+    "billing.instance_count": "organization_id, exclude_instance_id -> live instances counted",
+    "billing.compute_seconds": "instance_ids, start, end -> {instance_id: billable seconds}",
+    "billing.session_usage": "day, start, end -> None: snapshot sessions' token totals",
+}
+
+_registry: dict[str, list[Callable[..., Any]]] = defaultdict(list)
+
+
+def register(name: str, func: Callable[..., Any]) -> None:
+    if name not in HOOKS:
+        raise KeyError(f"unknown hook {name!r}: list it in fleet.hooks.HOOKS")
+    if func not in _registry[name]:
+        _registry[name].append(func)
+
+
+def unregister(name: str, func: Callable[..., Any]) -> None:
+    if func in _registry.get(name, []):
+        _registry[name].remove(func)
+
+
+def run(name: str, **kwargs) -> list[Any]:
+    if name not in HOOKS:
+        raise KeyError(f"unknown hook {name!r}")
+    return [func(**kwargs) for func in list(_registry.get(name, []))]
+
+
+def first(name: str, **kwargs) -> Any:
+    for result in run(name, **kwargs):
+        if result is not None:
+            return result
+    return None
+
+
+def registered(name: str) -> list[Callable[..., Any]]:
+    return list(_registry.get(name, []))
