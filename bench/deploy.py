@@ -212,7 +212,8 @@ def main() -> int:
 
     from accounts.models import Organization
     from billing.models import Plan, Subscription
-    from instances import openclaw_config, placement, specs
+    from instances import placement, specs
+    from instances.openclaw import config as openclaw_config
     from instances.runtime import runtime_for
 
     version = args.version or settings.FLEET_DEFAULT_VERSION

@@ -12,8 +12,8 @@ import logging
 from django.conf import settings
 from django.db import connection
 
-from . import openclaw_config
 from .models import Instance
+from .openclaw import config as openclaw_config
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,7 @@ BILLABLE = frozenset({S.STARTING, S.RUNNING, S.RESTARTING, S.UPGRADING})
 # Statuses in which the container should not run.
 AT_REST = frozenset({S.STOPPED, S.PAUSED, S.DELETED, S.PURGED})
 # Statuses in which something is being done to the instance (an operation owns it).
-IN_FLIGHT = frozenset(
-    {S.DEPLOYING, S.RESTARTING, S.UPGRADING, S.RESTORING, S.STOPPING, S.DELETING}
-)
+IN_FLIGHT = frozenset({S.DEPLOYING, S.RESTARTING, S.UPGRADING, S.RESTORING, S.STOPPING, S.DELETING})
 
 _ANY_LIVE = {
     S.PENDING,
@@ -73,9 +71,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     ),
     S.RESTARTING: frozenset({S.RUNNING, S.STARTING, S.DEPLOYING, S.CRASH_LOOPING, S.STOPPED}),
     # An upgrade whose backup failed goes back to what it was; a rollback ends running.
-    S.UPGRADING: frozenset(
-        {S.RUNNING, S.STARTING, S.STOPPED, S.CRASH_LOOPING, S.RESTORING}
-    ),
+    S.UPGRADING: frozenset({S.RUNNING, S.STARTING, S.STOPPED, S.CRASH_LOOPING, S.RESTORING}),
     S.RESTORING: frozenset({S.RUNNING, S.STARTING, S.STOPPED, S.RESTORING}),
     S.STOPPING: frozenset({S.STOPPED, S.PAUSED, S.RUNNING}),
     S.STOPPED: frozenset(
@@ -142,7 +138,9 @@ def transition(
     now = timezone.now()
     with transaction.atomic():
         current = (
-            Instance.objects.select_for_update().values_list("status", flat=True).get(pk=instance.pk)
+            Instance.objects.select_for_update()
+            .values_list("status", flat=True)
+            .get(pk=instance.pk)
         )
         if not allowed(current, to):
             text = f"illegal transition {current} -> {to} for {instance.pk} ({reason})"
@@ -246,7 +244,9 @@ def _supports_distinct_on() -> bool:
 def _last_events_before(ids, start):
     for pk in ids:
         event = (
-            InstanceEvent.objects.filter(instance_id=pk, kind=TRANSITION_EVENT, created_at__lt=start)
+            InstanceEvent.objects.filter(
+                instance_id=pk, kind=TRANSITION_EVENT, created_at__lt=start
+            )
             .order_by("-created_at", "-id")
             .values("instance_id", "data")
             .first()

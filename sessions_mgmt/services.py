@@ -57,11 +57,11 @@ from django.utils import timezone
 from accounts import roles
 from accounts.services import SYSTEM, Actor, audit
 from instances.models import Instance, InstanceEvent, Operation
+from instances.openclaw.client import InstanceUnavailable, OpenClawClient, OpenClawError, ms_to_dt
 from instances.operations import OperationError, operation_request, step
 
 from . import backup_store
 from .models import Backup, Session
-from .openclaw_client import InstanceUnavailable, OpenClawClient, OpenClawError, ms_to_dt
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +448,7 @@ def _offline_session_keys(runtime, volume: str, image: str) -> list[str]:
     code, out, _err = runtime.run_in_volume(volume, image, cmd, timeout=300)
     if code != 0:
         raise OperationError("OpenClaw could not read the sessions of the restored state.")
-    from .openclaw_client import extract_json
+    from instances.openclaw.client import extract_json
 
     payload = extract_json(out)
     return sorted({s["key"] for s in payload.get("sessions") or [] if s.get("key")})

@@ -57,7 +57,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from ..openclaw_config import merge_owned
+from ..openclaw.config import merge_owned
 
 GATEWAY_PORT = 18789
 STATE_DIR = "/home/node/.openclaw"

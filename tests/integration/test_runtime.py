@@ -22,7 +22,7 @@ import uuid
 import pytest
 import requests
 
-from instances import openclaw_config as oc
+from instances.openclaw import config as oc
 from instances.runtime import (
     ContainerNotFound,
     ContainerSpec,

@@ -6,7 +6,7 @@ import itertools
 import time
 from decimal import Decimal
 
-from sessions_mgmt.openclaw_client import SessionList, SessionRow, UsageRow, ms_to_dt
+from instances.openclaw.client import SessionList, SessionRow, UsageRow, ms_to_dt
 
 _ids = itertools.count(1)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions_mgmt.openclaw_client import (
+from instances.openclaw.client import (
     OpenClawClient,
     OpenClawError,
     channel_for,
@@ -112,7 +112,7 @@ def test_a_failing_call_raises_without_the_commands_output():
 
 
 def test_usage_asks_again_while_openclaw_refreshes_its_cache(monkeypatch):
-    monkeypatch.setattr("sessions_mgmt.openclaw_client.time.sleep", lambda s: None)
+    monkeypatch.setattr("instances.openclaw.client.time.sleep", lambda s: None)
     refreshing = sample("sessions_usage.json")
     for s in refreshing["sessions"]:
         s["usage"] = None

@@ -3,9 +3,9 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 from accounts.models import AuditEvent
+from instances.openclaw.client import Message
 from sessions_mgmt import services
 from sessions_mgmt.models import Backup, Session
-from sessions_mgmt.openclaw_client import Message
 
 
 class HistoryClient:
