@@ -4,21 +4,26 @@ Every handler is a sequence of converging steps (operations.step): running a ste
 harmless, so a task redelivered after a worker was killed finishes the job without doubling
 anything (one container, one volume, whatever step it died in).
 
-Status writes use `Instance.objects.filter(pk=...).update(...)`, never `save()`, so a rename or
-a retention change made by a user while an operation runs is not overwritten.
+Status changes go through instances.state.transition (the one writer of Instance.status);
+other fields are written with `Instance.objects.filter(pk=...).update(...)`, never `save()`, so a
+rename or a retention change made by a user while an operation runs is not overwritten.
+
+Other apps act on instance events through fleet.hooks, never imported from here:
+"backup.create" (the backup before a risky change) and "instance.ready" (mirror the sessions).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import placement, specs
+from fleet import hooks
+
+from . import placement, specs, state
 from .models import Instance, InstanceEvent, Operation
 from .operations import OperationError, register_handler, step
 
@@ -31,6 +36,8 @@ STOP_TIMEOUT = 30
 
 
 def _set(instance: Instance, **fields) -> None:
+    """Write fields other than the status (those go through state.transition)."""
+    assert "status" not in fields, "status changes go through instances.state.transition"
     fields["updated_at"] = timezone.now()
     Instance.objects.filter(pk=instance.pk).update(**fields)
     for key, value in fields.items():
@@ -114,41 +121,21 @@ def _wait_ready(rt, instance: Instance, timeout: float | None = None) -> float:
     )
 
 
-def _mark_running(instance: Instance, message: str = "") -> None:
-    now = timezone.now()
-    _set(
+def _mark_running(op: Operation, instance: Instance, message: str = "") -> None:
+    """Ready: running, healthy, crash counting starts afresh (a person or an upgrade acted)."""
+    state.transition(
         instance,
-        status=S.RUNNING,
-        health=Instance.Health.HEALTHY,
-        status_message=message,
-        last_ready_at=now,
-        last_seen_at=now,
-        running_since=now,
+        S.RUNNING,
+        reason=f"{op.kind} ready",
+        operation=op,
+        message=message,
         crash_count=0,
         crash_window_started_at=None,
     )
 
 
-def _mark_stopped(instance: Instance, status: str, message: str = "") -> None:
-    _set(
-        instance,
-        status=status,
-        health=Instance.Health.UNKNOWN,
-        status_message=message,
-        running_since=None,
-    )
-
-
-def _sessions_call(name: str, **kwargs):
-    """Call sessions_mgmt.services.<name> if that app provides it (it lands separately)."""
-    try:
-        module = importlib.import_module("sessions_mgmt.services")
-    except ImportError:
-        return None
-    func = getattr(module, name, None)
-    if func is None:
-        return None
-    return func(**kwargs)
+def _to(op: Operation, instance: Instance, status: str, message: str | None = None, **fields):
+    state.transition(instance, status, reason=op.kind, operation=op, message=message, **fields)
 
 
 def _is_running(rt, instance: Instance) -> bool:
@@ -163,7 +150,7 @@ def _backup(op: Operation, instance: Instance, rt, kind: str, *, required: bool)
             entry["detail"] = f"{kind}: skipped (the gateway is not running)"
             return
         try:
-            backup = _sessions_call("backup_create_now", instance=instance, kind=kind, operation=op)
+            backup = hooks.first("backup.create", instance=instance, kind=kind, operation=op)
         except Exception as exc:
             if required:
                 raise OperationError(
@@ -176,33 +163,13 @@ def _backup(op: Operation, instance: Instance, rt, kind: str, *, required: bool)
         entry["detail"] = f"{kind}: {getattr(backup, 'pk', 'not available')}"
 
 
-def _sync_sessions(instance: Instance) -> None:
-    """Mirror the sessions after an operation. Queued on the maintenance queue when
-    sessions_mgmt has its task (a sync makes several `docker exec` calls: the operation should
-    not wait for them), else called inline; never fails the operation."""
+def _after_ready(op: Operation, instance: Instance) -> None:
+    """Tell the apps above (sessions_mgmt mirrors the sessions) that the gateway is ready.
+    A subscriber's failure never fails the operation."""
     try:
-        from sessions_mgmt.tasks import sync_instance_sessions_task
-    except ImportError:
-        sync_instance_sessions_task = None
-    if sync_instance_sessions_task is not None:
-        try:
-            sync_instance_sessions_task.delay(str(instance.pk))
-            return
-        except Exception as exc:  # noqa: BLE001 - the broker hiccuped: sync inline instead
-            log.warning("could not queue the session sync of %s: %s", instance.pk, exc)
-    try:
-        module = importlib.import_module("sessions_mgmt.services")
-    except ImportError:
-        return
-    func = getattr(module, "sync_after_operation", None) or getattr(
-        module, "sync_instance_sessions", None
-    )
-    if func is None:
-        return
-    try:
-        func(instance=instance)
-    except Exception as exc:  # noqa: BLE001 - a sync failure never fails the operation
-        log.warning("session sync of %s failed: %s", instance.pk, type(exc).__name__)
+        hooks.run("instance.ready", instance=instance, operation=op)
+    except Exception as exc:  # noqa: BLE001 - the operation itself succeeded
+        log.warning("instance.ready hook for %s failed: %s", instance.pk, type(exc).__name__)
 
 
 def _run(op: Operation, body, *, on_error_status: str | None = S.FAILED, sync: bool = False):
@@ -212,18 +179,19 @@ def _run(op: Operation, body, *, on_error_status: str | None = S.FAILED, sync: b
         body(op, instance)
     except Exception as exc:
         err = public_error(instance, exc)
+        instance.refresh_from_db(fields=["status"])
         if on_error_status is not None and instance.status not in (S.RUNNING,):
-            _set(instance, status=on_error_status, status_message=err.public[:300])
+            _to(op, instance, on_error_status, err.public)
         raise err from exc
     if sync:
-        _sync_sessions(instance)
+        _after_ready(op, instance)
 
 
 # --- deploy -----------------------------------------------------------------------------------
 
 
 def _deploy_body(op: Operation, instance: Instance) -> None:
-    _set(instance, status=S.DEPLOYING, status_message="")
+    _to(op, instance, S.DEPLOYING, "")
     with step(op, "place") as entry:
         if instance.host_id is None or instance.host_port is None:
             with transaction.atomic():
@@ -243,7 +211,7 @@ def _deploy_body(op: Operation, instance: Instance) -> None:
         _ensure_container(rt, instance, image)
     with step(op, "start"):
         rt.start(instance.container_name)
-    _set(instance, status=S.STARTING)
+    _to(op, instance, S.STARTING)
     with step(op, "health") as entry:
         try:
             waited = _wait_ready(rt, instance)
@@ -252,7 +220,7 @@ def _deploy_body(op: Operation, instance: Instance) -> None:
                 rt.stop(instance.container_name, timeout=10)
             raise
         entry["detail"] = f"ready after {waited:.1f}s"
-    _mark_running(instance)
+    _mark_running(op, instance)
 
 
 def handle_deploy(op: Operation) -> None:
@@ -292,9 +260,9 @@ def _never_deployed(instance: Instance) -> bool:
 def _start_body(op: Operation, instance: Instance) -> None:
     if _never_deployed(instance):
         return _deploy_body(op, instance)
-    _set(instance, status=S.STARTING, status_message="")
+    _to(op, instance, S.STARTING, "")
     _bring_up(op, instance, restart=False, recreate=False)
-    _mark_running(instance)
+    _mark_running(op, instance)
 
 
 def handle_start(op: Operation) -> None:
@@ -304,9 +272,9 @@ def handle_start(op: Operation) -> None:
 def _restart_body(op: Operation, instance: Instance) -> None:
     if _never_deployed(instance):
         return _deploy_body(op, instance)
-    _set(instance, status=S.RESTARTING, status_message="")
+    _to(op, instance, S.RESTARTING, "")
     _bring_up(op, instance, restart=True, recreate=bool(op.params.get("recreate")))
-    _mark_running(instance)
+    _mark_running(op, instance)
 
 
 def handle_restart(op: Operation) -> None:
@@ -314,11 +282,11 @@ def handle_restart(op: Operation) -> None:
 
 
 def _stop_body(op: Operation, instance: Instance) -> None:
-    _set(instance, status=S.STOPPING)
+    _to(op, instance, S.STOPPING)
     rt = _rt(instance)
     with step(op, "stop", f"docker stop -t {STOP_TIMEOUT}"):
         rt.stop(instance.container_name, timeout=STOP_TIMEOUT)
-    _mark_stopped(instance, S.STOPPED)
+    _to(op, instance, S.STOPPED, "")
 
 
 def handle_stop(op: Operation) -> None:
@@ -332,18 +300,18 @@ def _upgrade_body(op: Operation, instance: Instance) -> None:
     from_version = op.params.get("from_version") or instance.openclaw_version
     to_version = op.params["to_version"]
     if instance.openclaw_version == to_version:  # a redelivery after the swap succeeded
-        _mark_running(instance)
+        _mark_running(op, instance)
         return
     rt = _rt(instance)
     old_image, new_image = specs.image_for(from_version), specs.image_for(to_version)
     previous_status = instance.status
     with step(op, "image", new_image):
         rt.ensure_image(new_image)
-    _set(instance, status=S.UPGRADING, status_message="")
+    _to(op, instance, S.UPGRADING, "")
     try:
         _backup(op, instance, rt, "pre_upgrade", required=True)
     except OperationError:
-        _set(instance, status=previous_status)
+        _to(op, instance, previous_status)
         raise
     with step(op, "stop", f"docker stop -t {STOP_TIMEOUT}"):
         rt.stop(instance.container_name, timeout=STOP_TIMEOUT)
@@ -364,7 +332,7 @@ def _upgrade_body(op: Operation, instance: Instance) -> None:
             reason,
         ) from exc
     _set(instance, openclaw_version=to_version, previous_version=from_version)
-    _mark_running(instance)
+    _mark_running(op, instance)
     event(instance, "upgraded", f"Upgraded from {from_version} to {to_version}.")
 
 
@@ -373,7 +341,9 @@ def _rollback(op, instance, rt, old_image, from_version, to_version, reason) -> 
         _ensure_container(rt, instance, old_image, recreate=True)
         rt.start(instance.container_name)
         _wait_ready(rt, instance)
-    _mark_running(instance, f"The upgrade to {to_version} failed; rolled back to {from_version}.")
+    _mark_running(
+        op, instance, f"The upgrade to {to_version} failed; rolled back to {from_version}."
+    )
     event(
         instance,
         "upgrade_rolled_back",
@@ -392,7 +362,7 @@ def handle_upgrade(op: Operation) -> None:
 def _delete_body(op: Operation, instance: Instance) -> None:
     from .services import grace_deadline
 
-    _set(instance, status=S.DELETING)
+    _to(op, instance, S.DELETING)
     if instance.host is not None:
         rt = _rt(instance)
         _backup(op, instance, rt, "pre_delete", required=False)
@@ -401,13 +371,12 @@ def _delete_body(op: Operation, instance: Instance) -> None:
         with step(op, "container", "remove (the volume is kept)"):
             rt.remove(instance.container_name)
     now = timezone.now()
-    _set(
+    _to(
+        op,
         instance,
-        status=S.DELETED,
+        S.DELETED,
+        "",
         desired_state=Instance.DesiredState.DELETED,
-        health=Instance.Health.UNKNOWN,
-        status_message="",
-        running_since=None,
         deleted_at=now,
         purge_after=grace_deadline(now),
     )
@@ -424,14 +393,7 @@ def _purge_body(op: Operation, instance: Instance) -> None:
             rt.remove(instance.container_name)
         with step(op, "volume", f"remove {instance.volume_name}"):
             rt.remove_volume(instance.volume_name)
-    _set(
-        instance,
-        status=S.PURGED,
-        desired_state=Instance.DesiredState.DELETED,
-        health=Instance.Health.UNKNOWN,
-        host_port=None,
-        running_since=None,
-    )
+    _to(op, instance, S.PURGED, desired_state=Instance.DesiredState.DELETED, host_port=None)
 
 
 def handle_purge(op: Operation) -> None:
@@ -444,7 +406,7 @@ def _pause_body(op: Operation, instance: Instance) -> None:
     _backup(op, instance, rt, "pre_pause", required=False)
     with step(op, "stop", f"docker stop -t {STOP_TIMEOUT}"):
         rt.stop(instance.container_name, timeout=STOP_TIMEOUT)
-    _mark_stopped(instance, S.PAUSED, reason[:300])
+    _to(op, instance, S.PAUSED, reason)
 
 
 def handle_pause(op: Operation) -> None:

@@ -31,7 +31,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from . import specs
+from . import specs, state
 from .handlers import event
 from .models import Host, Instance, Operation
 
@@ -131,18 +131,18 @@ def reconcile_host(host: Host, *, now=None) -> list[Correction]:
 def _reconcile_instance(host, rt, instance: Instance, info, now) -> list[Correction]:
     pk = str(instance.pk)
     running = bool(info and info.running)
+    wants_running = instance.desired_state == Instance.DesiredState.RUNNING
 
-    if instance.status in NOT_RUNNING_WANTED or instance.desired_state != "running":
-        if running and instance.status in NOT_RUNNING_WANTED:
-            rt.stop(instance.container_name, timeout=30)
-            event(
-                instance, "stopped", f"Stopped a container that should not run ({instance.status})."
-            )
-            return [Correction(pk, "stopped", f"container was running while {instance.status}")]
-        return []
+    if not wants_running:
+        return _converge_down(rt, instance, running)
+
+    if instance.status in (S.STOPPED,):
+        # Desired running but observed stopped (an operation that ended short of the wish):
+        # bring it up, as a crash would be.
+        return _restart_crashed(rt, instance, info, now, why="stopped while wanted running")
 
     if instance.status not in WATCHED:
-        # crash_looping, failed, pending...: record what we see, change nothing.
+        # crash_looping, failed, pending, paused...: record what we see, change nothing.
         if running:
             _update(instance, last_seen_at=now)
         return []
@@ -151,30 +151,46 @@ def _reconcile_instance(host, rt, instance: Instance, info, now) -> list[Correct
         ready = _ready(host, rt, instance, info)
         fields = {"last_seen_at": now}
         if ready:
-            fields["health"] = Instance.Health.HEALTHY
             fields["last_ready_at"] = now
             if instance.status == S.STARTING:
-                fields.update(status=S.RUNNING, running_since=now, status_message="")
+                state.transition(instance, S.RUNNING, reason="reconcile: ready", **fields)
+                event(instance, "ready", "Ready again after a restart.")
+                return [Correction(pk, "ready", "ready again")]
+            fields["health"] = Instance.Health.HEALTHY
         elif instance.status == S.RUNNING:
             fields["health"] = Instance.Health.UNHEALTHY
-        changed = instance.status == S.STARTING and ready
         _update(instance, **fields)
-        if changed:
-            event(instance, "ready", "Ready again after a restart.")
-            return [Correction(pk, "ready", "ready again")]
         return []
 
     return _restart_crashed(rt, instance, info, now)
 
 
-def _restart_crashed(rt, instance: Instance, info, now) -> list[Correction]:
+def _converge_down(rt, instance: Instance, running: bool) -> list[Correction]:
+    """Desired stopped or deleted: no container may run; a live status settles at stopped."""
+    pk = str(instance.pk)
+    if not running:
+        if instance.status in WATCHED and instance.desired_state == "stopped":
+            state.transition(instance, S.STOPPED, reason="reconcile: not running, wanted stopped")
+            return [Correction(pk, "settled", "marked stopped")]
+        return []
+    if instance.status in NOT_RUNNING_WANTED or instance.status in WATCHED:
+        was = instance.status
+        rt.stop(instance.container_name, timeout=30)
+        if instance.status in WATCHED:
+            state.transition(instance, S.STOPPED, reason="reconcile: wanted stopped")
+        event(instance, "stopped", f"Stopped a container that should not run ({was}).")
+        return [Correction(pk, "stopped", f"container was running while {was}")]
+    return []
+
+
+def _restart_crashed(rt, instance: Instance, info, now, *, why: str = "") -> list[Correction]:
     pk = str(instance.pk)
     window = timedelta(seconds=settings.FLEET_CRASH_LOOP_WINDOW)
     if instance.crash_window_started_at is None or now - instance.crash_window_started_at > window:
         window_start, count = now, 1
     else:
         window_start, count = instance.crash_window_started_at, instance.crash_count + 1
-    what = (
+    what = why or (
         "missing"
         if info is None
         else f"{info.status}" + (f", exit {info.exit_code}" if info.exit_code is not None else "")
@@ -185,14 +201,13 @@ def _restart_crashed(rt, instance: Instance, info, now) -> list[Correction]:
             f"Crashed {count} times within {settings.FLEET_CRASH_LOOP_WINDOW} s; "
             "not restarting it again. Check the logs, then restart or upgrade."
         )
-        _update(
+        state.transition(
             instance,
-            status=S.CRASH_LOOPING,
-            health=Instance.Health.UNHEALTHY,
-            status_message=message[:300],
+            S.CRASH_LOOPING,
+            reason="reconcile: crash loop",
+            message=message,
             crash_count=count,
             crash_window_started_at=window_start,
-            running_since=None,
         )
         event(instance, "crash_loop", message, **data)
         return [Correction(pk, "crash_loop", message, data)]
@@ -202,22 +217,21 @@ def _restart_crashed(rt, instance: Instance, info, now) -> list[Correction]:
     if info is None:
         if not rt.volume_exists(instance.volume_name):
             message = "The container and its state volume are missing; not recreating."
-            _update(
-                instance, status=S.FAILED, health=Instance.Health.UNHEALTHY, status_message=message
+            state.transition(
+                instance, S.FAILED, reason="reconcile: volume missing", message=message
             )
             event(instance, "volume_missing", message)
             return [Correction(pk, "volume_missing", message)]
         rt.ensure_network(settings.FLEET_NETWORK)
         _ensure_container(rt, instance, specs.image_for(instance.openclaw_version))
     rt.start(instance.container_name)
-    _update(
+    state.transition(
         instance,
-        status=S.STARTING,
-        health=Instance.Health.UNKNOWN,
-        status_message=f"Restarted after a crash ({what}).",
+        S.STARTING,
+        reason=f"reconcile: container {what}",
+        message=f"Restarted after a crash ({what})." if not why else f"Started again ({what}).",
         crash_count=count,
         crash_window_started_at=window_start,
-        running_since=None,
     )
     event(instance, "restarted", f"Container was {what}; started it again.", **data)
     return [Correction(pk, "restarted", f"container was {what}", data)]

@@ -279,8 +279,7 @@ def instance_deploy(
         external_id=external_id,
         client_name=(client_name or "").strip()[:100],
         openclaw_version=version,
-        desired_state=Instance.DesiredState.RUNNING,
-        status=S.PENDING,
+        desired_state=Instance.DesiredState.RUNNING,  # status starts pending (the default)
         memory_mb=memory,
         cpus=cpu_count,
         provider=provider,

@@ -65,9 +65,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
         {S.RUNNING, S.STARTING, S.CRASH_LOOPING, S.STOPPING, S.STOPPED, S.RESTARTING}
         | {S.RESTORING, S.UPGRADING, S.DEPLOYING}
     ),
+    # running -> deploying: a deploy redelivered after its worker died past the health step.
     S.RUNNING: frozenset(
         {S.STARTING, S.RESTARTING, S.UPGRADING, S.RESTORING, S.STOPPING, S.STOPPED}
-        | {S.CRASH_LOOPING}
+        | {S.CRASH_LOOPING, S.DEPLOYING}
     ),
     S.RESTARTING: frozenset({S.RUNNING, S.STARTING, S.DEPLOYING, S.CRASH_LOOPING, S.STOPPED}),
     # An upgrade whose backup failed goes back to what it was; a rollback ends running.

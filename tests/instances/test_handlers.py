@@ -1,12 +1,14 @@
 """Operation handlers and the reconcile loop against an in-memory runtime (fast, no engine)."""
 
+import collections
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from accounts.services import SYSTEM
-from instances import handlers, operations, services
+from fleet import hooks
+from instances import operations, services
 from instances.models import Instance, InstanceEvent, Operation
 from instances.reconcile import reconcile_host
 
@@ -30,9 +32,10 @@ class FakeBackup:
 def rt(monkeypatch):
     fake = FakeRuntime()
     monkeypatch.setattr("instances.runtime.runtime_for", lambda host: fake)
-    # sessions_mgmt's backups and syncs talk to a real gateway: stand them in here.
-    monkeypatch.setattr(handlers, "_sessions_call", lambda name, **kwargs: FakeBackup())
-    monkeypatch.setattr(handlers, "_sync_sessions", lambda instance: None)
+    # sessions_mgmt's backups and syncs talk to a real gateway: here the hooks they subscribe to
+    # answer with a stand-in backup and no sync (the hooks are the contract between the apps).
+    monkeypatch.setattr(hooks, "_registry", collections.defaultdict(list))
+    hooks.register("backup.create", lambda **kwargs: FakeBackup())
     return fake
 
 
