@@ -219,6 +219,9 @@ class Operation(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Written by the running worker; stale = worker gone"
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

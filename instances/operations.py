@@ -14,24 +14,42 @@ The life of an operation:
    with a message a customer can read (`OperationError.public`) and the detail kept for staff.
 
 Other apps register handlers for their kinds (sessions_mgmt: backup, restore, prune) with
-`register_handler()` from their AppConfig.ready().
+`register_handler()` from their AppConfig.ready(), and hear about every finished operation
+through the "operation.finished" hook (fleet.hooks).
+
+A worker that dies mid-operation (kill -9, OOM, a lost host) leaves its operation "running".
+The broker would redeliver the task only after its visibility timeout (an hour in production),
+and meanwhile nothing else can be done to the instance. `resume_stranded()`, run by the
+reconcile beat every FLEET_RECONCILE_SECONDS, finds such operations and enqueues them again:
+on PostgreSQL an operation is stranded when nobody holds its advisory lock (the dead worker's
+connection closed, so the lock is free); elsewhere (SQLite in development) when its heartbeat,
+written every HEARTBEAT_SECONDS by the running worker, is older than STRANDED_AFTER_SECONDS.
+The resumed run converges like any redelivery; a late redelivery of the original task finds
+the operation finished and does nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.core.cache import cache
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+
+from fleet import hooks
 
 from .models import Instance, Operation
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_SECONDS = 10
+STRANDED_AFTER_SECONDS = 45
 Handler = Callable[[Operation], None]
 _HANDLERS: dict[str, Handler] = {}
 
@@ -102,7 +120,10 @@ def claim(op_id) -> Operation | None:
     """queued → running, or take over a running op whose worker died (redelivery)."""
     now = timezone.now()
     updated = Operation.objects.filter(pk=op_id, state__in=Operation.ACTIVE_STATES).update(
-        state=Operation.State.RUNNING, started_at=now, attempts=F("attempts") + 1
+        state=Operation.State.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
     )
     if updated != 1:
         return None  # finished already (a duplicate delivery): nothing to do
@@ -150,6 +171,10 @@ def finish(op: Operation, *, error: Exception | None = None) -> Operation:
         fields["error_detail"] = f"{type(error).__name__}: {error}"[:4000]
     Operation.objects.filter(pk=op.pk, state=Operation.State.RUNNING).update(**fields)
     op.refresh_from_db()
+    try:
+        hooks.run("operation.finished", operation=op)
+    except Exception as exc:  # noqa: BLE001 - a subscriber never changes the outcome
+        log.warning("operation.finished hook for %s failed: %s", op.pk, type(exc).__name__)
     return op
 
 
@@ -162,12 +187,10 @@ def _run_lock(op_id):
     while the first run lives; when a worker is killed, its connection closes and the lock is
     released, so the redelivered task takes over. Yields False when another run holds it.
     """
-    from django.db import connection
-
     if connection.vendor != "postgresql":
         yield True
         return
-    key = uuid.UUID(str(op_id)).int >> 65  # fits a signed bigint
+    key = lock_key(op_id)
     with connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(%s)", [key])
         got = bool(cur.fetchone()[0])
@@ -182,6 +205,71 @@ def _run_lock(op_id):
                 log.debug("advisory unlock failed", exc_info=True)
 
 
+def lock_key(op_id) -> int:
+    return uuid.UUID(str(op_id)).int >> 65  # fits a signed bigint
+
+
+def _lock_is_held(op_id) -> bool:
+    """Whether any PostgreSQL session holds the operation's advisory lock (pg_locks splits a
+    bigint key into classid, the high 32 bits, and objid, the low 32 bits)."""
+    key = lock_key(op_id)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND objid = %s AND objsubid = 1",
+            [key >> 32, key & 0xFFFFFFFF],
+        )
+        return cur.fetchone() is not None
+
+
+@contextmanager
+def _heartbeat(op_id):
+    """Write Operation.heartbeat_at every HEARTBEAT_SECONDS while the body runs."""
+    done = threading.Event()
+
+    def beat():
+        try:
+            while not done.wait(HEARTBEAT_SECONDS):
+                Operation.objects.filter(pk=op_id, state=Operation.State.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        except Exception:  # noqa: BLE001 - a missed heartbeat only delays nothing
+            log.debug("heartbeat of %s failed", op_id, exc_info=True)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{op_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def stranded_operations(*, now=None) -> list[Operation]:
+    """Running operations whose worker is gone (see the module docstring)."""
+    now = now or timezone.now()
+    settle = now - timedelta(seconds=HEARTBEAT_SECONDS)
+    running = Operation.objects.filter(state=Operation.State.RUNNING, started_at__lt=settle)
+    if connection.vendor == "postgresql":
+        return [op for op in running if not _lock_is_held(op.pk)]
+    stale = now - timedelta(seconds=STRANDED_AFTER_SECONDS)
+    return list(running.filter(heartbeat_at__lt=stale))
+
+
+def resume_stranded(*, now=None) -> list[Operation]:
+    """Enqueue every stranded operation again (at most once per two minutes each)."""
+    resumed = []
+    for op in stranded_operations(now=now):
+        if not cache.add(f"instances:resume:{op.pk}", "1", timeout=120):
+            continue
+        log.warning("operation %s (%s) lost its worker; resuming it", op.pk, op.kind)
+        enqueue_operation(op.pk)
+        resumed.append(op)
+    return resumed
+
+
 def run_operation(op_id) -> Operation | None:
     """Claim and run one operation to the end. Safe to call twice for the same id, also at the
     same time (the second call returns None while the first runs)."""
@@ -193,7 +281,8 @@ def run_operation(op_id) -> Operation | None:
         if op is None:
             return None
         try:
-            handler_for(op.kind)(op)
+            with _heartbeat(op.pk):
+                handler_for(op.kind)(op)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the operation
             log.warning("operation %s (%s) failed: %s", op.pk, op.kind, type(exc).__name__)
             log.debug("operation failure detail", exc_info=True)

@@ -31,9 +31,11 @@ def run_operation_task(op_id: str):
     time_limit=60,
 )
 def reconcile_fleet():
-    """Beat, every FLEET_RECONCILE_SECONDS: one reconcile task per active host (fan-out)."""
+    """Beat, every FLEET_RECONCILE_SECONDS: resume operations whose worker died, then one
+    reconcile task per active host (fan-out)."""
     from .models import Host
 
+    operations.resume_stranded()
     host_ids = list(Host.objects.filter(is_active=True).values_list("pk", flat=True))
     for host_id in host_ids:
         reconcile_host_task.delay(host_id)

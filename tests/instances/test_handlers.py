@@ -286,3 +286,41 @@ def test_the_reconcile_task_fans_out_and_the_purge_task_purges(org, rt, monkeypa
     monkeypatch.setattr(operations, "enqueue_operation", lambda op_id: None)
     assert tasks.purge_expired_instances() == 1
     assert instance.operations.filter(kind="purge", state="queued").exists()
+
+
+# --- operations whose worker died ---------------------------------------------------------------
+
+
+def test_a_running_operation_whose_worker_died_is_found_and_resumed(org, rt, monkeypatch):
+    """A worker killed mid-deploy leaves the operation running with nobody holding its lock;
+    the reconcile beat enqueues it again and the redelivery converges."""
+    op = services.instance_deploy(actor=SYSTEM, organization=org, name="bot", **DEPLOY)
+    earlier = timezone.now() - timedelta(minutes=2)
+    Operation.objects.filter(pk=op.pk).update(state="running", started_at=earlier, attempts=1)
+    enqueued = []
+    monkeypatch.setattr(operations, "enqueue_operation", enqueued.append)
+
+    assert [o.pk for o in operations.resume_stranded()] == [op.pk]
+    assert enqueued == [op.pk]
+    assert operations.resume_stranded() == []  # not twice within two minutes
+
+    op = operations.run_operation(enqueued[0])  # what the worker does with the new message
+    assert op.state == "succeeded" and op.attempts == 2
+    assert Instance.objects.get(pk=op.instance_id).status == "running"
+
+
+def test_an_operation_whose_worker_lives_is_not_stranded(org, rt, django_db_blocker):
+    """While a worker holds the operation's advisory lock, nothing resumes it."""
+    from django.db import connections
+
+    op = services.instance_deploy(actor=SYSTEM, organization=org, name="bot", **DEPLOY)
+    earlier = timezone.now() - timedelta(minutes=2)
+    Operation.objects.filter(pk=op.pk).update(state="running", started_at=earlier, attempts=1)
+    other = connections.create_connection("default")  # another session, as a live worker's
+    try:
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", [operations.lock_key(op.pk)])
+        assert operations.stranded_operations() == []
+    finally:
+        other.close()
+    assert [o.pk for o in operations.stranded_operations()] == [op.pk]

@@ -2,10 +2,12 @@
 Celery worker: one scenario per test, because each boot costs 15-25 s and ~1 GB.
 """
 
+import time
+
 import pytest
 
 from accounts.services import SYSTEM
-from instances import services
+from instances import operations, services
 from instances.models import Instance, InstanceEvent, Operation
 from instances.reconcile import reconcile_host
 from tests.fleet_fixtures import OPERATION_TIMEOUT, deploy_and_wait, wait_for_operation
@@ -243,14 +245,20 @@ def test_a_deploy_survives_a_worker_killed_with_sigkill(
     op.refresh_from_db()
     assert op.state == Operation.State.RUNNING and op.attempts == 1
 
-    try:
-        # A short visibility timeout: the broker hands the unacked task to the new worker.
-        worker.start(visibility_timeout=3)
-        op = wait_for_operation(op, OPERATION_TIMEOUT, worker=worker)
-    finally:
-        # Back to a normal worker for whatever runs next in this session.
-        worker.stop()
-        worker.start()
+    # The production broker settings (visibility timeout 3600 s): the broker would hand the
+    # unacked task out again only in an hour. The reconcile beat (called here as beat calls it,
+    # every FLEET_RECONCILE_SECONDS) sees that nobody holds the operation's lock any more and
+    # enqueues it again; the new worker finishes it.
+    worker.start()
+    resumed_after = None
+    started = time.monotonic()
+    while time.monotonic() - started < 60 and resumed_after is None:
+        if operations.resume_stranded():
+            resumed_after = time.monotonic() - started
+        else:
+            time.sleep(5)
+    assert resumed_after is not None, "the stranded deploy was not resumed within a minute"
+    op = wait_for_operation(op, OPERATION_TIMEOUT, worker=worker)
     assert op.state == "succeeded", f"{op.error} / {op.error_detail}"
     assert op.attempts == 2
     instance = Instance.objects.get(pk=op.instance_id)
