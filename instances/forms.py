@@ -8,6 +8,7 @@ the API and admin reject the same input with the same words.
 from django import forms
 from django.conf import settings
 
+from . import rules
 from .models import Instance
 
 PROVIDER_HINTS = {
@@ -28,7 +29,7 @@ def version_choices():
 class DeployForm(forms.Form):
     name = forms.CharField(
         label="Name",
-        max_length=40,
+        max_length=rules.NAME_MAX_LENGTH,
         help_text="Lowercase letters, digits and hyphens, e.g. <code>support-bot</code>. "
         "Shown in the dashboard and the API.",
         widget=forms.TextInput(
@@ -37,7 +38,7 @@ class DeployForm(forms.Form):
     )
     client_name = forms.CharField(
         label="Client (optional)",
-        max_length=100,
+        max_length=rules.CLIENT_NAME_MAX_LENGTH,
         required=False,
         help_text="Agencies: the customer this assistant is for. Instances are grouped by it.",
     )

@@ -13,7 +13,7 @@ Decisions written down:
   OpenAI-compatible endpoint, e.g. a self-hosted vLLM/Ollama or the mock LLM) needs a base URL and
   a model name, and its key is optional (local endpoints usually have none; we write a
   placeholder so OpenClaw has a value).
-- Memory: at least MIN_MEMORY_MB (OpenClaw is OOM-killed in a loop at 768 MB); default 2048 MB
+- Memory: at least rules.MIN_MEMORY_MB (OpenClaw is OOM-killed in a loop at 768 MB); default 2048 MB
   capped by the plan. Changing memory or CPUs with instance_update() on a running instance is
   applied at once by a restart operation that recreates the container (same volume, same
   hostname); on a stopped instance it applies at the next start.
@@ -26,7 +26,6 @@ Decisions written down:
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -39,7 +38,7 @@ from django.utils import timezone
 
 from accounts.services import Actor, audit
 
-from . import placement
+from . import placement, rules
 from .models import Instance, Operation
 from .operations import OperationInProgress, active_operation, operation_request
 from .specs import image_for  # noqa: F401 - part of this module's API (sessions_mgmt uses it)
@@ -61,10 +60,6 @@ __all__ = [
     "image_for",
 ]
 
-MIN_MEMORY_MB = 1024
-DEFAULT_MEMORY_MB = 2048
-DEFAULT_CPUS = Decimal("1")
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 # OpenAI-compatible base URLs of the providers we know; "custom" brings its own.
 PROVIDER_BASE_URLS = {
     Instance.Provider.OPENAI: "https://api.openai.com/v1",
@@ -124,7 +119,7 @@ def _parse_cpus(cpus, errors: dict) -> Decimal | None:
     except (InvalidOperation, ValueError, TypeError):
         errors["cpus"] = ValidationError("Enter the number of CPUs, e.g. 1 or 0.5.", code="invalid")
         return None
-    if value <= 0 or value > 64 or value != value.quantize(Decimal("0.01")):
+    if not rules.MIN_CPUS <= value <= rules.MAX_CPUS or value != value.quantize(rules.MIN_CPUS):
         errors["cpus"] = ValidationError(
             "Enter a number of CPUs above 0 with at most two decimals.", code="invalid"
         )
@@ -138,9 +133,14 @@ def _parse_memory(memory_mb, errors: dict) -> int | None:
     except (TypeError, ValueError):
         errors["memory_mb"] = ValidationError("Enter the memory in MB.", code="invalid")
         return None
-    if value < MIN_MEMORY_MB:
+    if value < rules.MIN_MEMORY_MB:
         errors["memory_mb"] = ValidationError(
-            f"OpenClaw needs at least {MIN_MEMORY_MB} MB of memory.", code="min_value"
+            f"OpenClaw needs at least {rules.MIN_MEMORY_MB} MB of memory.", code="min_value"
+        )
+        return None
+    if value > rules.MAX_MEMORY_MB:
+        errors["memory_mb"] = ValidationError(
+            f"Ask for at most {rules.MAX_MEMORY_MB} MB of memory.", code="max_value"
         )
         return None
     return value
@@ -148,11 +148,8 @@ def _parse_memory(memory_mb, errors: dict) -> int | None:
 
 def _validate_name(organization, name: str, errors: dict, *, exclude_pk=None) -> str:
     name = (name or "").strip()
-    if not NAME_RE.match(name):
-        errors["name"] = ValidationError(
-            "Use 1 to 40 lowercase letters, digits and hyphens (not at the start or end).",
-            code="invalid",
-        )
+    if not rules.NAME_RE.match(name):
+        errors["name"] = ValidationError(rules.NAME_HELP, code="invalid")
         return name
     taken = Instance.objects.filter(organization=organization, name=name).exclude(status=S.PURGED)
     if exclude_pk is not None:
@@ -226,9 +223,10 @@ def instance_deploy(
 
     plan = plan_for(organization)
     if memory_mb in (None, ""):
-        memory_mb = min(DEFAULT_MEMORY_MB, plan.max_memory_mb) if plan else DEFAULT_MEMORY_MB
+        memory_mb = rules.DEFAULT_MEMORY_MB
+        memory_mb = min(memory_mb, plan.max_memory_mb) if plan else memory_mb
     if cpus in (None, ""):
-        cpus = min(DEFAULT_CPUS, plan.max_cpus) if plan else DEFAULT_CPUS
+        cpus = min(rules.DEFAULT_CPUS, plan.max_cpus) if plan else rules.DEFAULT_CPUS
     memory = _parse_memory(memory_mb, errors)
     cpu_count = _parse_cpus(cpus, errors)
 
@@ -260,10 +258,7 @@ def instance_deploy(
                 "Enter an http(s) URL, e.g. https://llm.example.com/v1.", code="invalid"
             )
     external_id = (external_id or "").strip() or None
-    if (
-        external_id
-        and Instance.objects.filter(organization=organization, external_id=external_id).exists()
-    ):
+    if rules.external_id_taken(organization, external_id):
         errors["external_id"] = ValidationError(
             f"The external id {external_id} is taken in this organization.", code="taken"
         )
@@ -530,17 +525,12 @@ def instance_update(*, actor: Actor, instance: Instance, **fields) -> Instance:
         changes["client_name"] = (fields["client_name"] or "").strip()[:100]
     if "external_id" in fields:
         ext = (fields["external_id"] or "").strip() or None
-        if (
-            ext
-            and Instance.objects.filter(organization=fresh.organization, external_id=ext)
-            .exclude(pk=fresh.pk)
-            .exists()
-        ):
+        if ext and rules.external_id_taken(fresh.organization, ext, exclude_pk=fresh.pk):
             errors["external_id"] = ValidationError(
                 f"The external id {ext} is taken in this organization.", code="taken"
             )
         changes["external_id"] = ext
-    for key, low, high in (("session_idle_days", 1, 3650), ("session_max_count", 1, 1_000_000)):
+    for key, (low, high) in rules.RETENTION_BOUNDS.items():
         if key in fields:
             try:
                 value = int(fields[key])

@@ -1,5 +1,7 @@
 from django import forms
 
+from instances.rules import RETENTION_BOUNDS
+
 from .models import Session
 
 SORT_CHOICES = [
@@ -42,10 +44,14 @@ class SessionFilterForm(forms.Form):
 
 class RetentionForm(forms.Form):
     session_idle_days = forms.IntegerField(
-        label="Prune sessions idle for more than (days)", min_value=1, max_value=3650
+        label="Prune sessions idle for more than (days)",
+        min_value=RETENTION_BOUNDS["session_idle_days"][0],
+        max_value=RETENTION_BOUNDS["session_idle_days"][1],
     )
     session_max_count = forms.IntegerField(
-        label="Keep at most this many sessions", min_value=1, max_value=1_000_000
+        label="Keep at most this many sessions",
+        min_value=RETENTION_BOUNDS["session_max_count"][0],
+        max_value=RETENTION_BOUNDS["session_max_count"][1],
     )
     archive_before_prune = forms.BooleanField(
         required=False,

@@ -324,3 +324,39 @@ def test_an_operation_whose_worker_lives_is_not_stranded(org, rt, django_db_bloc
     finally:
         other.close()
     assert [o.pk for o in operations.stranded_operations()] == [op.pk]
+
+
+def test_reconcile_starts_an_instance_that_is_stopped_but_wanted_running(org, rt):
+    """An operation that ended short of the wish (stopped, desired running) is converged by the
+    reconcile loop instead of being taken for a wanted stop."""
+    from instances import state
+
+    instance = deployed(org, rt)
+    rt.stop(instance.container_name)
+    state.transition(instance, "stopped", reason="test: an operation ended short")
+    assert instance.desired_state == "running"
+    assert [c.kind for c in reconcile_host(instance.host)] == ["restarted"]
+    assert rt.containers[instance.container_name].running
+    reconcile_host(instance.host)
+    instance.refresh_from_db()
+    assert (instance.status, instance.health) == ("running", "healthy")
+
+
+def test_every_status_change_is_recorded_as_a_transition(org, rt):
+    instance = deployed(org, rt)
+    rt.crash(instance.container_name)
+    reconcile_host(instance.host)
+    reconcile_host(instance.host)
+    arrows = [
+        (e.data["from"], e.data["to"])
+        for e in InstanceEvent.objects.filter(instance=instance, kind="transition").order_by(
+            "created_at", "id"
+        )
+    ]
+    assert arrows == [
+        ("pending", "deploying"),
+        ("deploying", "starting"),
+        ("starting", "running"),
+        ("running", "starting"),
+        ("starting", "running"),
+    ]
