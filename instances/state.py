@@ -91,8 +91,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.DELETED: frozenset({S.PURGED}),
     S.PURGED: frozenset(),
 }
+# From any live status: it may fail, be deleted, or be paused by billing.
+FROM_ANY_LIVE = frozenset({S.FAILED, S.DELETING, S.DELETED, S.PAUSED})
 for _status in _ANY_LIVE:
-    TRANSITIONS[_status] = TRANSITIONS[_status] | {S.FAILED, S.DELETING, S.DELETED, S.PAUSED}
+    TRANSITIONS[_status] = TRANSITIONS[_status] | FROM_ANY_LIVE
 TRANSITIONS[S.DELETING] = TRANSITIONS[S.DELETING] | {S.FAILED}
 del _status
 
@@ -258,9 +260,18 @@ def _last_events_before(ids, start):
 
 def mermaid() -> str:
     """The state diagram as Mermaid, generated from TRANSITIONS (docs/architecture.md)."""
-    lines = ["stateDiagram-v2"]
+    lines = [
+        "stateDiagram-v2",
+        "    %% Not drawn: every live status may also go to " + ", ".join(sorted(FROM_ANY_LIVE)),
+        "    [*] --> pending",
+    ]
     for source in S:
         for target in sorted(TRANSITIONS[source]):
-            if target != source:
+            universal = source in _ANY_LIVE and target in FROM_ANY_LIVE
+            if target != source and not universal:
                 lines.append(f"    {source.value} --> {target}")
-    return "\n".join(lines)
+    lines.append("    paused --> starting")
+    lines.append("    deleting --> deleted")
+    lines.append("    deleted --> purged")
+    lines.append("    purged --> [*]")
+    return "\n".join(dict.fromkeys(lines))
