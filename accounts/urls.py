@@ -1,12 +1,9 @@
 from django.urls import path
 
-from instances import views as instance_views
-
 from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("dashboard/", instance_views.dashboard, name="dashboard"),
     path("org/switch/", views.org_switch, name="org_switch"),
     path("org/new/", views.org_create, name="org_create"),
     path("org/", views.org_settings, name="org_settings"),

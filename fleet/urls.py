@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from instances import views as instance_views
+
 from . import views
 
 urlpatterns = [
@@ -14,5 +16,8 @@ urlpatterns = [
     path("instances/", include("instances.urls")),
     path("sessions/", include("sessions_mgmt.urls")),
     path("billing/", include("billing.urls")),
+    # The customer's home after sign-in: the instances dashboard (here, not in accounts.urls,
+    # because accounts sits below instances in the app chain).
+    path("dashboard/", instance_views.dashboard, name="dashboard"),
     path("", include("accounts.urls")),
 ]
