@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from instances.models import InstanceEvent, Operation
 from tests.conftest import PASSWORD
-from tests.dashboard.conftest import make_instance, make_operation
+from tests.dashboard.conftest import SECRETS, STEPS
+from tests.factories import InstanceFactory, OperationFactory
 from tests.fleet_fixtures import make_entitled
 
 from .conftest import login
@@ -26,13 +27,42 @@ class _Logs:
 def alice_fleet(alice, alice_org, monkeypatch):
     monkeypatch.setattr("instances.runtime.runtime_for", lambda host: _Logs())
     make_entitled(alice_org, name="Agency", max_instances=10)
-    bot = make_instance(alice_org, "support-bot", port=19201, client_name="Acme Dental")
-    make_instance(alice_org, "booking-bot", port=19202, client_name="Acme Dental")
-    make_instance(alice_org, "menu-bot", port=19203, client_name="Beta Bakery", status="stopped")
-    make_instance(alice_org, "sandbox", port=19204, status="crash_looping")
-    deploy = make_operation(bot)
-    make_operation(
-        bot,
+    bot = InstanceFactory(
+        organization=alice_org,
+        name="support-bot",
+        local=True,
+        host_port=19201,
+        **SECRETS,
+        client_name="Acme Dental",
+    )
+    InstanceFactory(
+        organization=alice_org,
+        name="booking-bot",
+        local=True,
+        host_port=19202,
+        **SECRETS,
+        client_name="Acme Dental",
+    )
+    InstanceFactory(
+        organization=alice_org,
+        name="menu-bot",
+        local=True,
+        host_port=19203,
+        **SECRETS,
+        client_name="Beta Bakery",
+        status="stopped",
+    )
+    InstanceFactory(
+        organization=alice_org,
+        name="sandbox",
+        local=True,
+        host_port=19204,
+        **SECRETS,
+        status="crash_looping",
+    )
+    deploy = OperationFactory(instance=bot, steps=STEPS)
+    OperationFactory(
+        instance=bot,
         kind=Operation.Kind.RESTART,
         state=Operation.State.FAILED,
         error="OpenClaw did not become ready within 120 seconds.",

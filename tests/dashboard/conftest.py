@@ -2,10 +2,9 @@
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
-from instances import placement
-from instances.models import Instance, InstanceEvent, Operation
+from instances.models import InstanceEvent
+from tests.factories import InstanceFactory, OperationFactory
 from tests.fleet_fixtures import make_entitled
 
 
@@ -35,60 +34,41 @@ def alice_plan(alice_org):
     return make_entitled(alice_org)
 
 
-def make_instance(org, name, *, port, status=Instance.Status.RUNNING, **fields):
-    host = placement.ensure_local_host()
-    return Instance.objects.create(
-        organization=org,
-        name=name,
-        openclaw_version="2026.9.6",
-        status=status,
-        health=Instance.Health.HEALTHY if status == Instance.Status.RUNNING else "unknown",
-        host=host,
-        host_port=port,
-        provider=Instance.Provider.CUSTOM,
-        model_name="mock-model",
-        model_base_url="http://127.0.0.1:9/v1",
-        gateway_token="gw-secret-token-of-alice",
-        provider_api_key="sk-alice-provider-key",
-        running_since=timezone.now(),
-        **fields,
-    )
-
-
-def make_operation(instance, kind=Operation.Kind.DEPLOY, state=Operation.State.SUCCEEDED, **kw):
-    now = timezone.now().isoformat()
-    steps = kw.pop(
-        "steps",
-        [
-            {"name": "Create volume", "state": "done", "started_at": now, "finished_at": now},
-            {"name": "Start container", "state": "done", "started_at": now, "finished_at": now},
-        ],
-    )
-    return Operation.objects.create(
-        instance=instance,
-        organization=instance.organization,
-        kind=kind,
-        state=state,
-        steps=steps,
-        started_at=timezone.now(),
-        finished_at=None if state in Operation.ACTIVE_STATES else timezone.now(),
-        **kw,
-    )
+# What the dashboard tests' instances carry: secrets a page must never show unasked.
+SECRETS = {
+    "gateway_token": "gw-secret-token-of-alice",
+    "provider_api_key": "sk-alice-provider-key",
+    "model_base_url": "http://127.0.0.1:9/v1",
+    "model_name": "mock-model",
+}
+STEPS = [
+    {"name": "Create volume", "state": "done"},
+    {"name": "Start container", "state": "done"},
+]
 
 
 @pytest.fixture
 def alice_instance(alice_org, alice_plan):
-    instance = make_instance(alice_org, "alice-bot", port=19188, client_name="Acme Dental")
+    instance = InstanceFactory(
+        organization=alice_org,
+        name="alice-bot",
+        local=True,
+        host_port=19188,
+        client_name="Acme Dental",
+        **SECRETS,
+    )
     InstanceEvent.objects.create(instance=instance, kind="health", message="Healthy again")
     return instance
 
 
 @pytest.fixture
 def alice_op(alice_instance):
-    return make_operation(alice_instance)
+    return OperationFactory(instance=alice_instance, steps=STEPS)
 
 
 @pytest.fixture
 def charlie_instance(charlie_org):
     make_entitled(charlie_org)
-    return make_instance(charlie_org, "charlie-bot", port=19189)
+    return InstanceFactory(
+        organization=charlie_org, name="charlie-bot", local=True, host_port=19189, **SECRETS
+    )

@@ -7,8 +7,9 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent
 from instances.models import Instance, Operation
+from tests.factories import InstanceFactory, OperationFactory
 
-from .conftest import make_instance, make_operation
+from .conftest import SECRETS, STEPS
 
 pytestmark = pytest.mark.django_db
 
@@ -97,8 +98,22 @@ def test_signup_errors_are_shown_inline(client):
 def test_the_dashboard_groups_instances_by_client_with_status_and_version(
     alice_client, alice_instance, alice_org
 ):
-    make_instance(alice_org, "zeta-bot", port=19190, client_name="Beta Bakery")
-    make_instance(alice_org, "solo", port=19191, status=Instance.Status.STOPPED)
+    InstanceFactory(
+        organization=alice_org,
+        name="zeta-bot",
+        local=True,
+        host_port=19190,
+        **SECRETS,
+        client_name="Beta Bakery",
+    )
+    InstanceFactory(
+        organization=alice_org,
+        name="solo",
+        local=True,
+        host_port=19191,
+        **SECRETS,
+        status=Instance.Status.STOPPED,
+    )
     body = alice_client.get(reverse("dashboard")).content.decode()
     assert body.index("Acme Dental") < body.index("Beta Bakery") < body.index("No client")
     assert "badge-running" in body and "badge-stopped" in body
@@ -141,8 +156,8 @@ def test_the_status_partial_answers_204_when_nothing_changed(alice_client, alice
 def test_the_progress_partial_polls_while_running_and_stops_when_finished(
     alice_client, alice_instance
 ):
-    op = make_operation(
-        alice_instance,
+    op = OperationFactory(
+        instance=alice_instance,
         kind=Operation.Kind.RESTART,
         state=Operation.State.RUNNING,
         steps=[{"name": "Stop container", "state": "running", "started_at": None}],
@@ -167,8 +182,8 @@ def test_a_finished_deploy_says_the_assistant_is_running_and_how_to_reach_it(
 
 
 def test_a_failed_operation_shows_its_error(alice_client, alice_instance):
-    op = make_operation(
-        alice_instance,
+    op = OperationFactory(
+        instance=alice_instance,
         state=Operation.State.FAILED,
         error="The model endpoint refused the key.",
         error_detail="internal detail for staff",
@@ -206,8 +221,10 @@ def test_the_gateway_logs_are_never_written_to_our_own_logs(
 ):
     fake_runtime(text="user said: my card is 4242 4242 4242 4242\n")
     with caplog.at_level(logging.DEBUG):
-        alice_client.get(reverse("instances:logs", args=[alice_instance.pk]))
-    assert "4242" not in caplog.text
+        response = alice_client.get(reverse("instances:logs", args=[alice_instance.pk]))
+    assert response.status_code == 200
+    assert "4242" in response.content.decode()  # shown to the owner who asked...
+    assert "4242" not in caplog.text  # ...and never written to our own logs
 
 
 # --- actions ----------------------------------------------------------------------------------
@@ -227,7 +244,12 @@ def test_actions_refuse_get(alice_client, alice_instance):
 
 
 def test_a_second_action_while_one_runs_is_a_message_not_an_error(alice_client, alice_instance):
-    make_operation(alice_instance, kind=Operation.Kind.RESTART, state=Operation.State.RUNNING)
+    OperationFactory(
+        instance=alice_instance,
+        steps=STEPS,
+        kind=Operation.Kind.RESTART,
+        state=Operation.State.RUNNING,
+    )
     response = alice_client.post(reverse("instances:stop", args=[alice_instance.pk]), follow=True)
     assert response.status_code == 200
     assert "in progress" in response.content.decode()
@@ -305,7 +327,9 @@ def test_alices_operation_id_under_charlies_instance_is_404(
 
 def test_charlies_dashboard_never_lists_alices_instances(charlie_client, alice_instance):
     for url in [reverse("dashboard"), reverse("instances:fleet")]:
-        assert "alice-bot" not in charlie_client.get(url).content.decode()
+        response = charlie_client.get(url)
+        assert response.status_code == 200, url
+        assert "alice-bot" not in response.content.decode()
 
 
 # --- a viewer looks but cannot change anything ------------------------------------------------
@@ -399,6 +423,8 @@ def test_a_custom_provider_needs_a_base_url(alice_client, alice_plan):
 
 def test_the_key_is_never_echoed_back_into_the_form(alice_client, alice_instance):
     response = _deploy(alice_client, name="alice-bot", api_key="sk-secret-echo")
+    assert response.status_code == 200  # the form again, with the taken name as its error
+    assert _errors_of(response, "name")
     assert "sk-secret-echo" not in response.content.decode()
 
 
