@@ -10,15 +10,16 @@ TEST_ENV := FLEET_STATE_STRICT=true DATABASE_URL=$${TEST_DATABASE_URL:-postgres:
 	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/3}
 
 .PHONY: run test lint fmt bench venv redis postgres docker image test-image chromium check clean
+.PHONY: firewall
 
-run: venv redis docker image
+run: venv redis docker image firewall
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py fleet_bootstrap
 	$(PY) manage.py bootstrap_demo
 	@echo "Starting web, worker, beat and the mock LLM on http://127.0.0.1:8000 (Ctrl-C stops all)"
 	$(VENV)/bin/honcho start web worker beat mockllm
 
-test: venv redis postgres docker image test-image chromium check
+test: venv redis postgres docker image test-image chromium check firewall
 	$(TEST_ENV) $(PY) -m pytest
 
 check: venv
@@ -50,6 +51,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 redis:
 	@bash scripts/ensure-redis.sh
+
+# The egress firewall of tenant containers (docs/security.md). `make test` installs only the
+# dispatch chains: each test session installs the rules of its own network.
+test: FIREWALL_FLAGS := --base
+firewall: venv docker
+	@bash scripts/ensure-firewall.sh $(FIREWALL_FLAGS)
 
 postgres:
 	@bash scripts/ensure-postgres.sh

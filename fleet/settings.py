@@ -266,3 +266,19 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- egress firewall (instances/egress.py, docs/security.md) --------------------------------
+# Endpoints tenant containers may reach although the firewall refuses their range (the engine
+# host, private networks): "host:port", "cidr:port", "[v6]:port", ports as "lo-hi", and
+# "gateway:port" (the instances' network gateway, where `make run` serves the mock LLM) or
+# "host-gateway:port" (host.docker.internal in a container). With DEBUG on the mock LLM's port
+# (MOCKLLM_PORT, 18900) is allowed on both by default; production allows nothing unless listed.
+FLEET_EGRESS_ALLOW = env.list(
+    "FLEET_EGRESS_ALLOW",
+    default=(
+        [f"gateway:{env.int('MOCKLLM_PORT', default=18900)}"]
+        + [f"host-gateway:{env.int('MOCKLLM_PORT', default=18900)}"]
+        if DEBUG
+        else []
+    ),
+)

@@ -374,7 +374,8 @@ def nameservers(paths: Iterable[str] = ("/etc/resolv.conf", "/run/systemd/resolv
     return found
 
 
-def _runtime(runtime=None):
+def local_runtime(runtime=None):
+    """`runtime`, or the adapter of this machine's engine (FLEET_DOCKER_URL)."""
     if runtime is not None:
         return runtime
     from types import SimpleNamespace
@@ -389,7 +390,7 @@ def _engine_gateways(runtime=None, network: str | None = None) -> dict[str, list
     lookup that fails leaves its list empty (nothing is allowed by it)."""
     result: dict[str, list[str]] = {"gateway": [], "host-gateway": []}
     try:
-        rt = _runtime(runtime)
+        rt = local_runtime(runtime)
     except Exception:  # noqa: BLE001 - no engine: nothing is allowed by a keyword
         return result
     for key, name in (("gateway", network or settings.FLEET_NETWORK), ("host-gateway", "bridge")):
@@ -414,7 +415,7 @@ def network_facts(network: str | None = None, runtime=None) -> NetworkFacts:
     gateway address the engine reports. Raises EgressError when absent."""
     name = network or settings.FLEET_NETWORK
     try:
-        gateway = _runtime(runtime).network_gateway(name)
+        gateway = local_runtime(runtime).network_gateway(name)
     except EgressError:
         raise
     except Exception as exc:  # noqa: BLE001 - engine errors and "no such network" alike
@@ -673,7 +674,7 @@ class Plan:
 def plan(network: str | None = None, allow: Iterable[str] | None = None, runtime=None) -> Plan:
     """The rules for `network` (default FLEET_NETWORK) under `allow` (default
     FLEET_EGRESS_ALLOW). Raises EgressError (network absent) or ValueError (bad entry)."""
-    rt = _runtime(runtime)
+    rt = local_runtime(runtime)
     facts = network_facts(network, rt)
     entries = parse_allow(settings.FLEET_EGRESS_ALLOW if allow is None else allow)
     gateways = {"gateway": [facts.gateway, *facts.gateways6], "host-gateway": []}
@@ -717,7 +718,7 @@ def _ensure_base(t: _Tables) -> list[str]:
 def _prune(t: _Tables, only: str | None = None) -> list[str]:
     """Remove the dispatch rules and chains of bridges that are gone (or of `only`)."""
     changes = []
-    for dispatch, prefix in ((FORWARD_CHAIN, NET_FORWARD_PREFIX), (INPUT_CHAIN, NET_INPUT_PREFIX)):
+    for dispatch in (FORWARD_CHAIN, INPUT_CHAIN):
         for rule in t.rules(dispatch) or []:
             words = rule.split()
             if len(words) == 4 and words[0] == "-i" and words[2] == "-j":
