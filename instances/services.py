@@ -329,6 +329,23 @@ DELETABLE = (
 PAUSABLE = (S.RUNNING, S.STARTING, S.STOPPED, S.CRASH_LOOPING, S.FAILED, S.RESTARTING)
 
 
+def _require_plan(instance: Instance, verb: str) -> None:
+    """Starting a gateway again (start, restart, resume, upgrade, restore) needs a plan that
+    pays for it: a canceled or lapsed subscription keeps its instances stopped."""
+    from billing.entitlements import entitled_subscription
+
+    if entitled_subscription(instance.organization) is None:
+        raise ValidationError(
+            {
+                "plan": ValidationError(
+                    f"Cannot {verb} {instance.name}: this organization has no active plan. "
+                    "Choose a plan, then try again.",
+                    code="no_plan",
+                )
+            }
+        )
+
+
 def _lifecycle(
     *,
     actor: Actor,
@@ -340,10 +357,13 @@ def _lifecycle(
     desired: str | None = None,
     params: dict | None = None,
     audit_data: dict | None = None,
+    needs_plan: bool = False,
 ) -> Operation:
     fresh = _lock(instance)
     _check_not_busy(fresh)
     _require_status(fresh, allowed, verb)
+    if needs_plan:
+        _require_plan(fresh, verb)
     if desired is not None and fresh.desired_state != desired:
         Instance.objects.filter(pk=fresh.pk).update(desired_state=desired)
         instance.desired_state = desired
@@ -360,6 +380,7 @@ def instance_start(*, actor: Actor, instance: Instance) -> Operation:
         kind=Operation.Kind.START,
         allowed=STARTABLE,
         verb="start",
+        needs_plan=True,
         audit_action="instance.started",
         desired=Instance.DesiredState.RUNNING,
     )
@@ -386,6 +407,7 @@ def instance_restart(*, actor: Actor, instance: Instance) -> Operation:
         kind=Operation.Kind.RESTART,
         allowed=RESTARTABLE,
         verb="restart",
+        needs_plan=True,
         audit_action="instance.restarted",
         desired=Instance.DesiredState.RUNNING,
     )
@@ -418,6 +440,7 @@ def instance_upgrade(*, actor: Actor, instance: Instance, version: str) -> Opera
         kind=Operation.Kind.UPGRADE,
         allowed=UPGRADABLE,
         verb="upgrade",
+        needs_plan=True,
         audit_action="instance.upgrade_requested",
         desired=Instance.DesiredState.RUNNING,
         params={"from_version": instance.openclaw_version, "to_version": version},
@@ -480,6 +503,7 @@ def instance_resume(*, actor: Actor, instance: Instance) -> Operation:
         kind=Operation.Kind.START,
         allowed=(S.PAUSED,),
         verb="resume",
+        needs_plan=True,
         audit_action="instance.resumed",
         desired=Instance.DesiredState.RUNNING,
         params={"resume": True},

@@ -399,3 +399,29 @@ def test_purged_instances_are_hidden_by_default(alice_org, alice_plan):
     Instance.objects.filter(pk=instance.pk).update(status="purged", host_port=None)
     assert not selectors.instances_for(organization=alice_org).exists()
     assert selectors.instances_for(organization=alice_org, include_purged=True).count() == 1
+
+
+@pytest.mark.parametrize("action", ["start", "restart", "resume", "upgrade"])
+def test_an_instance_of_an_organization_without_a_plan_does_not_start_again(
+    alice_org, alice_plan, action
+):
+    """A canceled subscription keeps its instances stopped: start, restart, resume and upgrade
+    are refused with a message naming the plan, and nothing is queued."""
+    from billing.models import Subscription
+    from tests.factories import InstanceFactory
+
+    status = {"start": "stopped", "restart": "running", "resume": "paused", "upgrade": "stopped"}
+    instance = InstanceFactory(organization=alice_org, status=status[action])
+    Subscription.objects.filter(organization=alice_org).update(status="canceled")
+    call = {
+        "start": lambda: services.instance_start(actor=SYSTEM, instance=instance),
+        "restart": lambda: services.instance_restart(actor=SYSTEM, instance=instance),
+        "resume": lambda: services.instance_resume(actor=SYSTEM, instance=instance),
+        "upgrade": lambda: services.instance_upgrade(
+            actor=SYSTEM, instance=instance, version="2026.9.5"
+        ),
+    }[action]
+    with pytest.raises(ValidationError) as excinfo:
+        call()
+    assert "no active plan" in errors_of(excinfo)["plan"][0]
+    assert not Operation.objects.exists()
