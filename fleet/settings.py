@@ -282,3 +282,10 @@ FLEET_EGRESS_ALLOW = env.list(
         else []
     ),
 )
+
+# --- gateway calls from the web tier (instances/gateway_calls.py)
+# A transcript read or a log tail waits on a tenant's own process: bounded per organization,
+# short, and size-capped, so that one tenant cannot stall the web workers of everyone else.
+FLEET_GATEWAY_CALLS_PER_ORG = env.int("FLEET_GATEWAY_CALLS_PER_ORG", default=2)
+FLEET_GATEWAY_WEB_TIMEOUT = env.float("FLEET_GATEWAY_WEB_TIMEOUT", default=10.0)
+FLEET_GATEWAY_MAX_OUTPUT = env.int("FLEET_GATEWAY_MAX_OUTPUT", default=1_000_000)

@@ -33,7 +33,7 @@ from accounts.forms import apply_service_errors
 from accounts.services import Actor, audit
 from accounts.views import current_membership
 
-from . import runtime, selectors, services
+from . import gateway_calls, runtime, selectors, services
 from .forms import PROVIDER_HINTS, DeleteForm, DeployForm, RevealTokenForm, UpgradeForm
 from .models import Instance, Operation
 from .operations import OperationInProgress
@@ -402,9 +402,14 @@ def logs_partial(request, pk):
         problem = "No logs yet: the container has not been created."
     else:
         try:
-            text = runtime.runtime_for(instance.host).logs_tail(
-                instance.container_name, lines=lines
-            )
+            with gateway_calls.slot(instance.organization_id):
+                text = gateway_calls.cap(
+                    runtime.runtime_for(instance.host).logs_tail(
+                        instance.container_name, lines=lines
+                    )
+                )
+        except gateway_calls.GatewayBusy as exc:
+            problem = exc.public
         except Exception as exc:  # noqa: BLE001 - any engine trouble is shown, never a 500
             # Only the exception type: its text could echo what the engine returned.
             log.info("logs of %s unavailable: %s", instance.pk, type(exc).__name__)
