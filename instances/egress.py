@@ -53,10 +53,14 @@ INPUT_CHAIN = "CLAWFLEET-INPUT"  # jumped to from INPUT
 NET_FORWARD_PREFIX = "CLAWFLEET-F-"  # + bridge interface name (<= 15 chars): <= 27 chars
 NET_INPUT_PREFIX = "CLAWFLEET-H-"
 DOCKER_USER = "DOCKER-USER"
+DEFAULT_BRIDGE = "docker0"  # the default bridge's interface: what host-gateway points at
 LOCK_FILE = "clawfleet-egress.lock"
 COMMAND_TIMEOUT = 20
 
 ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
+# TCP gets a reset (an immediate "connection refused": ICMP errors are rate-limited by the kernel,
+# so a burst of refused connects would otherwise hang until their SYN timeout); the rest ICMP.
+REJECT_TCP = "REJECT --reject-with tcp-reset"
 REJECT = {
     "4": "REJECT --reject-with icmp-admin-prohibited",
     "6": "REJECT --reject-with icmp6-adm-prohibited",
@@ -70,7 +74,7 @@ REFUSED: tuple[tuple[str, str], ...] = (
     ("0.0.0.0/8", "a reserved address"),
     ("10.0.0.0/8", "a private network address"),
     ("100.64.0.0/10", "a carrier-grade NAT address"),
-    ("127.0.0.0/8", "a loopback address"),
+    ("127.0.0.0/8", "a loopback address (in an instance: its own container)"),
     ("169.254.0.0/16", "a link-local address"),
     ("172.16.0.0/12", "a private network address"),
     ("192.0.0.0/24", "a reserved address"),
@@ -82,7 +86,7 @@ REFUSED: tuple[tuple[str, str], ...] = (
     ("224.0.0.0/4", "a multicast address"),
     ("240.0.0.0/4", "a reserved address"),
     ("::/128", "a reserved address"),
-    ("::1/128", "a loopback address"),
+    ("::1/128", "a loopback address (in an instance: its own container)"),
     ("::ffff:0:0/96", "an IPv4-mapped address"),
     ("64:ff9b:1::/48", "a local NAT64 address"),
     ("100::/64", "a reserved address"),
@@ -287,7 +291,8 @@ def refused_reason(
         plain = _unmap(addr)
         if allowed(plain, host):
             continue
-        what = "the engine host" if plain in local else _refused_label(plain)
+        local_host = plain in local and not plain.is_loopback
+        what = "the engine host" if local_host else _refused_label(plain)
         if what is None:
             continue
         where = f"{host} resolves to {plain}" if named else f"points at {plain}"
@@ -396,6 +401,16 @@ def _engine_gateways(runtime=None, network: str | None = None) -> dict[str, list
     for key, name in (("gateway", network or settings.FLEET_NETWORK), ("host-gateway", "bridge")):
         with contextlib.suppress(Exception):
             result[key] = [rt.network_gateway(name)]
+    if not result["host-gateway"]:
+        # The default bridge's IPAM often names no gateway: Docker's host-gateway is then the
+        # address of its interface, docker0.
+        result["host-gateway"] = [
+            info["local"]
+            for link in _ip_addr()
+            if link.get("ifname") == DEFAULT_BRIDGE
+            for info in link.get("addr_info") or []
+            if info.get("family") == "inet" and info.get("local")
+        ][:1]
     return result
 
 
@@ -506,12 +521,13 @@ def build_rules(
             if str(net.version) == fam and rule not in allows:
                 allows.append(rule)
         forward = [ESTABLISHED, *resolvers, *allows]
-        forward += [f"-d {net} -j {REJECT[fam]}" for net in refused[fam]]
+        for net in refused[fam]:
+            forward += [f"-d {net} -p tcp -j {REJECT_TCP}", f"-d {net} -j {REJECT[fam]}"]
         forward.append("-j RETURN")
         host = [ESTABLISHED]
         if fam == "6":
             host += [f"-p ipv6-icmp -m icmp6 --icmpv6-type {t} -j RETURN" for t in NDP_TYPES]
-        host += [*resolvers, *allows, f"-j {REJECT[fam]}"]
+        host += [*resolvers, *allows, f"-p tcp -j {REJECT_TCP}", f"-j {REJECT[fam]}"]
         rules[fam] = {"forward": forward, "input": host}
     return rules
 
@@ -580,25 +596,38 @@ class _Tables:
         return True
 
     def ensure_first(self, parent: str, rule: str) -> bool:
-        """`rule` is the first rule of `parent`, once. True when something changed."""
+        """`rule` is the first rule of `parent`, once. True when something changed. The new copy
+        goes in before the old ones leave, so the chain is never without it."""
         current = self.rules(parent) or []
         if current[:1] == [rule] and current.count(rule) == 1:
             return False
-        while rule in current:
-            self.run("-D", parent, *rule.split())
-            current.remove(rule)
-        self.run("-I", parent, "1", *rule.split())
+        if current[:1] != [rule]:
+            self.run("-I", parent, "1", *rule.split())
+        self._drop_duplicates(parent, rule)
         return True
 
     def ensure_rule(self, chain: str, rule: str) -> bool:
+        """`rule` is in `chain`, once (appended when absent). True when something changed."""
         current = self.rules(chain) or []
         if current.count(rule) == 1:
             return False
-        while rule in current:
-            self.run("-D", chain, *rule.split())
-            current.remove(rule)
-        self.run("-A", chain, *rule.split())
+        if rule not in current:
+            self.run("-A", chain, *rule.split())
+        self._drop_duplicates(chain, rule)
         return True
+
+    def _drop_duplicates(self, chain: str, rule: str) -> None:
+        """Delete every copy of `rule` after the first, by number (bottom up)."""
+        current = self.rules(chain) or []
+        seen = False
+        numbers = []
+        for number, have in enumerate(current, start=1):
+            if have == rule:
+                if seen:
+                    numbers.append(number)
+                seen = True
+        for number in reversed(numbers):
+            self.run("-D", chain, str(number))
 
     def write_chains(self, chains: dict[str, list[str]]) -> None:
         """Replace each chain's content atomically (creating it when absent)."""
