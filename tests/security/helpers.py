@@ -128,6 +128,52 @@ def host_ipv4_addresses() -> list[str]:
     ]
 
 
+CONTROL_PLANE_PORTS = {"PostgreSQL": 5432, "Redis": 6379, "web": 8000, "Docker API": 2375}
+TENANT_PORT = 8080
+
+
+def forbidden_targets(
+    *,
+    host_addresses: list[str],
+    gateway: str,
+    lan: str | None,
+    host_any_port: int,
+    host_gw_port: int,
+    mock_port: int,
+    neighbour_ip: str,
+    other_ip: str,
+    standins: StandIns,
+) -> list[tuple[str, str, int]]:
+    """(what, host, port) a tenant container must not reach: every host address with a service
+    listening on all of them, a service on the network gateway, the control plane's ports, the
+    mock LLM's port where it is not allowed, two other tenants, the outside stand-ins."""
+    targets = [(f"host service on host address {a}", a, host_any_port) for a in host_addresses]
+    targets.append(("host service on the network gateway", gateway, host_gw_port))
+    for what, port in CONTROL_PLANE_PORTS.items():
+        targets.append((f"{what} on the network gateway", gateway, port))
+        if lan:
+            targets.append((f"{what} on the host's LAN address", lan, port))
+    if lan:
+        targets.append(("mock LLM port on the host's LAN address", lan, mock_port))
+    targets.append(("another tenant on the same network", neighbour_ip, TENANT_PORT))
+    targets.append(("a container on the default bridge", other_ip, TENANT_PORT))
+    return targets + standins.targets
+
+
+def allowed_targets(
+    *, gateway: str, mock_port: int, standins: StandIns, docker0_port: int | None = None
+) -> list[tuple[str, str, int]]:
+    """(what, host, port) a tenant container must reach: the mock LLM, an operator-listed
+    private endpoint, and (with docker0_port) a host endpoint allowed as host-gateway:port."""
+    targets = [
+        ("mock LLM on the network gateway", gateway, mock_port),
+        ("operator-allowed private endpoint", standins.lan_addr, LAN_ALLOWED_PORT),
+    ]
+    if docker0_port:
+        targets.append(("operator-allowed host endpoint", "host.docker.internal", docker0_port))
+    return targets
+
+
 def lan_address() -> str | None:
     """The host's address on its LAN: the source of its default route (a route lookup, no
     packet is sent)."""

@@ -36,12 +36,15 @@ from tests.security.helpers import (
     LAN_PORT,
     METADATA_ADDR,
     METADATA_PORT,
+    TENANT_PORT,
     TEST_LABEL,
     HostListener,
     StandIns,
+    allowed_targets,
     container_ip,
     environment_ok,
     evaluate,
+    forbidden_targets,
     host_ipv4_addresses,
     http_get,
     lan_address,
@@ -55,9 +58,7 @@ from tests.security.helpers import (
 pytestmark = [pytest.mark.docker]
 
 IMAGE_VERSION = "2026.9.6"
-TENANT_PORT = 8080
 REFUSED = "ECONNREFUSED"  # the firewall's TCP reset (the control shows these answered before)
-CONTROL_PLANE_PORTS = {"PostgreSQL": 5432, "Redis": 6379, "web": 8000, "Docker API": 2375}
 
 
 @dataclass
@@ -80,40 +81,36 @@ class Box:
     allow: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
     control: dict[str, str] = field(default_factory=dict)
+    host_addresses: list[str] = field(default_factory=list)
+    lan: str | None = None
 
-    def forbidden(self) -> list[tuple[str, str, int]]:
-        """(what, host, port) a tenant must not reach. Fixed by construction; bench/isolation.py
-        builds the same list."""
-        targets = []
-        for addr in host_ipv4_addresses():
-            targets.append((f"host service on host address {addr}", addr, self.host_any.port))
-        targets.append(("host service on the network gateway", self.gateway, self.host_gw.port))
-        lan = lan_address()
-        for what, port in CONTROL_PLANE_PORTS.items():
-            targets.append((f"{what} on the network gateway", self.gateway, port))
-            if lan:
-                targets.append((f"{what} on the host's LAN address", lan, port))
-        if lan:
-            targets.append(("mock LLM port on the host's LAN address", lan, self.mock.port))
-        targets.append(("another tenant on the same network", self.neighbour_ip, TENANT_PORT))
-        targets.append(("a container on the default bridge", self.other_ip, TENANT_PORT))
-        targets += self.standins.targets
-        return targets
+    def forbidden(self, host_addresses: list[str] | None = None) -> list[tuple[str, str, int]]:
+        return forbidden_targets(
+            host_addresses=self.host_addresses if host_addresses is None else host_addresses,
+            gateway=self.gateway,
+            lan=self.lan,
+            host_any_port=self.host_any.port,
+            host_gw_port=self.host_gw.port,
+            mock_port=self.mock.port,
+            neighbour_ip=self.neighbour_ip,
+            other_ip=self.other_ip,
+            standins=self.standins,
+        )
 
     def allowed(self) -> list[tuple[str, str, int]]:
-        targets = [
-            ("mock LLM on the network gateway", self.gateway, self.mock.port),
-            ("operator-allowed private endpoint", self.standins.lan_addr, LAN_ALLOWED_PORT),
-        ]
-        if self.host_docker0 is not None:
-            targets.append(
-                (
-                    "operator-allowed host endpoint (host.docker.internal)",
-                    "host.docker.internal",
-                    self.host_docker0.port,
-                )
-            )
-        return targets
+        return allowed_targets(
+            gateway=self.gateway,
+            mock_port=self.mock.port,
+            standins=self.standins,
+            docker0_port=self.host_docker0.port if self.host_docker0 else None,
+        )
+
+    @property
+    def stable_addresses(self) -> list[str]:
+        """Host addresses that exist for the whole module (other sessions' bridges come and go:
+        without rules a probe to a vanished one would be routed off the machine)."""
+        docker0 = self.host_docker0.address if self.host_docker0 else None
+        return [a for a in (self.gateway, self.lan, docker0, self.standins.host_addr) if a]
 
     def probe(self, container: str, targets) -> dict[str, str]:
         self.standins.check_routes()
@@ -173,7 +170,9 @@ def box(docker_runtime, mock_llm, openclaw_image):
 
         # Control: without this network's rules the stand-ins and host services answer.
         egress.remove(TEST_NETWORK, runtime=rt)
-        b.control = b.probe(b.prober, b.forbidden())
+        b.host_addresses = host_ipv4_addresses()
+        b.lan = lan_address()
+        b.control = b.probe(b.prober, b.forbidden(b.stable_addresses))
 
         b.allow = [
             *egress.mock_llm_allow(mock_llm.port),
@@ -212,7 +211,7 @@ def test_without_the_rules_the_stand_ins_and_host_services_are_reachable(box):
     inter-container setting even then)."""
     reachable = {
         _key(h, p)
-        for what, h, p in box.forbidden()
+        for what, h, p in box.forbidden(box.stable_addresses)
         if what.startswith("host service") or "stand-in" in what
     }
     assert reachable, "no stand-ins?"
