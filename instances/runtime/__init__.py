@@ -5,7 +5,11 @@ FLEET_RUNTIME setting (a dotted path to a class taking the host's engine URL; pe
 once hosts have kinds) and caches one adapter per engine URL and process. Tests choose the
 in-memory fake the same way, by setting, never by patching callers.
 
-The Docker implementation (instances.runtime.docker) is the only module that imports docker.
+Modules: contract.py (the Protocol every backend provides, with what converging means for each
+method), types.py (ContainerSpec, ContainerInfo, shared names), errors.py, probes.py (HTTP health
+on a published port), docker.py (DockerRuntime, the only module that imports docker). The names
+re-exported here are the package's API (`from instances import runtime; runtime.X`).
+OpenClaw-specific scripts that run through a runtime live in instances/openclaw/.
 """
 
 from __future__ import annotations
@@ -15,35 +19,40 @@ import threading
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .docker import (
+from .contract import PROTOCOL_METHODS, Runtime
+from .docker import BASE_ENV, TMPFS, DockerRuntime
+from .errors import (
+    ConfigInvalid,
+    ContainerNotFound,
+    ContainerNotRunning,
+    EngineUnavailable,
+    HelperFailed,
+    ImageMissing,
+    NetworkUnsafe,
+    NotReady,
+    RuntimeErrorBase,
+    VolumeNotFound,
+)
+from .probes import free_port, http_ok, probe, wait_ready
+from .types import (
     CACHE_DIR,
     CONFIG_FILE,
     GATEWAY_PORT,
     MANAGED_LABEL,
     STATE_DIR,
-    ConfigInvalid,
     ContainerInfo,
-    ContainerNotFound,
-    ContainerNotRunning,
     ContainerSpec,
-    DockerRuntime,
-    EngineUnavailable,
-    HelperFailed,
-    ImageMissing,
-    NotReady,
-    RuntimeErrorBase,
-    free_port,
-    http_ok,
-    probe,
-    wait_ready,
 )
 
 __all__ = [
+    "BASE_ENV",
     "CACHE_DIR",
     "CONFIG_FILE",
     "GATEWAY_PORT",
     "MANAGED_LABEL",
+    "PROTOCOL_METHODS",
     "STATE_DIR",
+    "TMPFS",
     "ConfigInvalid",
     "ContainerInfo",
     "ContainerNotFound",
@@ -53,8 +62,11 @@ __all__ = [
     "EngineUnavailable",
     "HelperFailed",
     "ImageMissing",
+    "NetworkUnsafe",
     "NotReady",
+    "Runtime",
     "RuntimeErrorBase",
+    "VolumeNotFound",
     "free_port",
     "http_ok",
     "probe",
@@ -67,7 +79,7 @@ _runtimes: dict[tuple[str, str], object] = {}
 _runtimes_lock = threading.Lock()
 
 
-def runtime_for(host):
+def runtime_for(host) -> Runtime:
     """The engine adapter for a Host, of the class FLEET_RUNTIME names (cached per URL)."""
     path = settings.FLEET_RUNTIME
     key = (path, host.base_url)
@@ -82,4 +94,9 @@ def runtime_for(host):
 def reset_runtimes() -> None:
     """Forget cached adapters (a setting changed, or a test swapped the runtime)."""
     with _runtimes_lock:
+        adapters = list(_runtimes.values())
         _runtimes.clear()
+    for rt in adapters:
+        close = getattr(rt, "close", None)  # DockerRuntime: release the engine connection
+        if callable(close):
+            close()

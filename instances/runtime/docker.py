@@ -1,8 +1,10 @@
 """Container runtime for OpenClaw gateways on one Docker engine.
 
 THE ONLY module of the project that imports ``docker``. Django-free: callers pass every value in.
-Every method converges: calling it twice is harmless (absent things are created once, removing
-something absent is fine, starting a running container is fine).
+It implements ``instances.runtime.contract.Runtime`` (what each method promises, what converging
+means for it). OpenClaw-specific scripts (config merge and validation, JSON5, backup restore) live
+in ``instances.openclaw``, which composes the generic primitives here (a command in a helper with
+the volume, read/write a file of the volume, export/import a volume, exec).
 
 Decisions (details and measurements: docs/openclaw-runtime.md):
 
@@ -25,49 +27,64 @@ Decisions (details and measurements: docs/openclaw-runtime.md):
 - **State**: one named volume per instance mounted at ``/home/node/.openclaw`` (OpenClaw's state
   dir: config, SQLite session store, workspace). ``TMPDIR`` and ``XDG_CACHE_HOME`` point inside it
   (OpenClaw stages SQLite snapshots and backup verification there; a small tmpfs is not enough).
-- **Helpers**: volume file operations (read/write the config, export/import/copy) run in
+- **Helpers**: volume file operations (read/write a file, export/import/copy) run in
   short-lived helper containers of the instance's own image with the volume mounted, no network,
   labelled ``clawfleet.helper=true`` and removed afterwards (never ``clawfleet.managed``).
 - **Networking**: every instance joins the network named in its spec; ``ensure_network`` makes a
   user-defined bridge with inter-container communication disabled, so gateways cannot reach each
-  other while still reaching the host (its gateway IP) and the outside world.
-  ``host.docker.internal`` maps to the host too.
+  other while still reaching the host (its gateway IP) and the outside world. An existing network
+  of that name with ICC on is replaced when no running container is attached (stopped ones
+  re-attach by name when started), refused with NetworkUnsafe otherwise. ``host.docker.internal``
+  maps to the host too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import io
-import json
+import os
+import posixpath
 import re
-import shlex
-import socket
 import tarfile
-import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 import docker
 import docker.errors
 import requests.exceptions
 
-from ..openclaw.config import merge_owned
-
-GATEWAY_PORT = 18789
-STATE_DIR = "/home/node/.openclaw"
-CONFIG_FILE = "openclaw.json"
-CACHE_DIR = "/home/node/.cache"
-USER = "1000:1000"
-MANAGED_LABEL = "clawfleet.managed"
-HELPER_LABEL = "clawfleet.helper"
-SPEC_HASH_LABEL = "clawfleet.spec-hash"
-VOLUME_LABEL = "clawfleet.volume"
+from . import probes
+from .contract import VolumeData
+from .errors import (
+    ContainerNotFound,
+    ContainerNotRunning,
+    EngineUnavailable,
+    HelperFailed,
+    ImageMissing,
+    NetworkUnsafe,
+    RuntimeErrorBase,
+    VolumeNotFound,
+)
+from .types import (
+    CACHE_DIR,
+    CONFIG_FILE,
+    EXEC_TIMEOUT,
+    GATEWAY_PORT,
+    HELPER_LABEL,
+    HELPER_TIMEOUT,
+    MANAGED_LABEL,
+    SPEC_HASH_LABEL,
+    STATE_DIR,
+    STOP_TIMEOUT,
+    STREAM_TIMEOUT,
+    USER,
+    VOLUME_LABEL,
+    ContainerInfo,
+    ContainerSpec,
+    state_path,
+)
 
 # Runtime environment of every gateway container. Non-secret by construction.
 BASE_ENV: dict[str, str] = {
@@ -89,133 +106,10 @@ TMPFS: dict[str, str] = {
     CACHE_DIR: "rw,nosuid,nodev,size=128m,uid=1000,gid=1000,mode=0700",
 }
 LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
-SECRET_ENV_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE|CREDENTIAL)", re.I)
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
+SCRATCH_DIR = "/tmp"  # helper files outside the volume go here (the helper's own layer)
 
 DEFAULT_API_TIMEOUT = 60
-HELPER_TIMEOUT = 120
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-
-class RuntimeErrorBase(Exception):
-    """Base class of every error this module raises."""
-
-
-class EngineUnavailable(RuntimeErrorBase):
-    def __init__(self, base_url: str, detail: str = ""):
-        self.base_url = base_url
-        hint = (
-            "run scripts/ensure-docker.sh (local engine)"
-            if base_url.startswith("unix://")
-            else "check that the engine is running and reachable (address, TLS certificates, SSH)"
-        )
-        msg = f"Docker engine {base_url} is unavailable: {hint}"
-        if detail:
-            msg += f" [{detail[:300]}]"
-        super().__init__(msg)
-
-
-class ImageMissing(RuntimeErrorBase):
-    def __init__(self, ref: str, engine: str = ""):
-        self.ref = ref
-        version = ref.rsplit(":", 1)[1] if ":" in ref.rsplit("/", 1)[-1] else "VERSION"
-        where = f" on engine {engine}" if engine else ""
-        super().__init__(
-            f"image {ref} is missing{where}: run `images/openclaw/build.sh {version}` on that "
-            f"engine's host, or set FLEET_OPENCLAW_IMAGE to an image that exists"
-        )
-
-
-class ContainerNotFound(RuntimeErrorBase):
-    def __init__(self, name: str):
-        self.name = name
-        super().__init__(f"container {name} not found")
-
-
-class ContainerNotRunning(RuntimeErrorBase):
-    def __init__(self, name: str):
-        self.name = name
-        super().__init__(f"container {name} is not running")
-
-
-class ConfigInvalid(RuntimeErrorBase):
-    """``openclaw config validate`` rejected the config we were about to write."""
-
-
-class HelperFailed(RuntimeErrorBase):
-    """A helper container (volume file operation) exited non-zero."""
-
-
-class NotReady(RuntimeErrorBase):
-    """``wait_ready`` gave up: timeout, or the container exited meanwhile."""
-
-    def __init__(self, message: str, info: ContainerInfo | None = None, logs: str = ""):
-        self.info = info
-        self.logs = logs
-        super().__init__(message)
-
-
-# --- data -----------------------------------------------------------------------------------
-
-
-@dataclass
-class ContainerSpec:
-    name: str
-    hostname: str
-    image: str
-    volume_name: str
-    host_port: int
-    memory_mb: int = 2048
-    cpus: float = 1.0
-    pids_limit: int = 512
-    labels: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    network: str | None = None
-
-    def validate(self) -> None:
-        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}", self.name):
-            raise ValueError(f"invalid container name {self.name!r}")
-        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9-]{0,62}", self.hostname):
-            raise ValueError(f"invalid hostname {self.hostname!r}")
-        if not 1 <= int(self.host_port) <= 65535:
-            raise ValueError(f"invalid host_port {self.host_port!r}")
-        if self.memory_mb < 256 or self.cpus <= 0 or self.pids_limit < 64:
-            raise ValueError("memory_mb >= 256, cpus > 0 and pids_limit >= 64 are required")
-        bad = [k for k in self.env if SECRET_ENV_RE.search(k)]
-        if bad:
-            raise ValueError(
-                f"secrets must not go in container env (docker inspect shows it): {bad}; "
-                "put them in openclaw.json with write_config()"
-            )
-
-    def spec_hash(self) -> str:
-        """Stable hash of everything that shapes the container (stored as a label)."""
-        data = asdict(self)
-        data["labels"] = dict(sorted(self.labels.items()))
-        blob = json.dumps(data, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-
-@dataclass
-class ContainerInfo:
-    name: str
-    id: str
-    status: str  # created | running | paused | restarting | removing | exited | dead
-    running: bool
-    exit_code: int | None
-    oom_killed: bool | None
-    restart_count: int | None
-    started_at: str | None
-    finished_at: str | None
-    health: str | None  # starting | healthy | unhealthy | None (no healthcheck / unknown)
-    labels: dict[str, str]
-    image: str
-    host_port: int | None = None
-    spec_hash: str | None = None
-
-    def matches(self, spec: ContainerSpec) -> bool:
-        return self.image == spec.image and self.spec_hash == spec.spec_hash()
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -262,17 +156,10 @@ def _parse_summary_status(status: str) -> tuple[int | None, str | None]:
     return exit_code, health
 
 
-def _tar_single(name: str, data: bytes, mode: int = 0o600, uid: int = 1000, gid: int = 1000):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mode = mode
-        info.uid, info.gid = uid, gid
-        info.uname = info.gname = "node"
-        info.mtime = int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+def _network_isolated(net: dict) -> bool:
+    """A bridge on which containers cannot reach each other."""
+    options = net.get("Options") or {}
+    return net.get("Driver") == "bridge" and str(options.get(ICC_OPTION, "")).lower() == "false"
 
 
 def _first_file_from_tar(chunks: Iterable[bytes]) -> bytes | None:
@@ -285,57 +172,62 @@ def _first_file_from_tar(chunks: Iterable[bytes]) -> bytes | None:
     return None
 
 
-def _state_path(path: str) -> str:
-    """A path inside the state volume: relative paths are relative to the volume root."""
-    path = path.strip()
-    if not path.startswith("/"):
-        path = f"{STATE_DIR}/{path}"
-    norm = "/".join(p for p in path.split("/") if p not in ("", "."))
-    if ".." in norm.split("/") or not ("/" + norm).startswith(STATE_DIR):
-        raise ValueError(f"path {path!r} is not inside the state volume")
-    return "/" + norm
+def _size_of(content: bytes | BinaryIO) -> int:
+    if isinstance(content, bytes | bytearray):
+        return len(content)
+    content.seek(0, os.SEEK_END)
+    size = content.tell()
+    content.seek(0)
+    return size
 
 
-def _tar_dir(name: str, uid: int = 1000, gid: int = 1000) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.type = tarfile.DIRTYPE
-        info.mode = 0o700
-        info.uid, info.gid = uid, gid
-        info.mtime = int(time.time())
-        tar.addfile(info)
-    return buf.getvalue()
+def _files_tar(base: str, files: dict[str, bytes | BinaryIO], *, with_parents: bool) -> BinaryIO:
+    """A tar (spooled to disk when large) of ``files`` relative to ``base``: uid 1000, mode 600;
+    with ``with_parents``, directory entries (uid 1000, mode 700) for the directories between
+    ``base`` and each file."""
+    import tempfile
+
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - returned
+    now = int(time.time())
+    with tarfile.open(fileobj=spool, mode="w") as tar:
+        dirs: set[str] = set()
+        for path, content in files.items():
+            rel = posixpath.relpath(path, base)
+            if with_parents:
+                parent = posixpath.dirname(rel)
+                chain = []
+                while parent and parent not in dirs:
+                    chain.append(parent)
+                    parent = posixpath.dirname(parent)
+                for d in reversed(chain):
+                    info = tarfile.TarInfo(d)
+                    info.type = tarfile.DIRTYPE
+                    info.mode, info.uid, info.gid, info.mtime = 0o700, 1000, 1000, now
+                    tar.addfile(info)
+                    dirs.add(d)
+            info = tarfile.TarInfo(rel)
+            info.size = _size_of(content)
+            info.mode, info.uid, info.gid, info.mtime = 0o600, 1000, 1000, now
+            info.uname = info.gname = "node"
+            body = io.BytesIO(content) if isinstance(content, bytes | bytearray) else content
+            tar.addfile(info, body)
+    spool.seek(0)
+    return spool
 
 
-_RESTORE_DIR = "/tmp/clawfleet-restore"
-# Runs as uid 1000 in a helper whose /tmp is in the container layer. The state asset's path in the
-# extracted tree comes from the archive's manifest.json (assets[kind=state].archivePath).
-_RESTORE_SCRIPT = (
-    "set -eu; R=" + _RESTORE_DIR + "; mkdir -p $R/tmp; "
-    "openclaw backup restore $R/backup.tar.gz --target $R/out --json > $R/restore.json; "
-    "SRC=$(node -e \"const fs=require('fs'),p=require('path');const t=process.argv[1];"
-    "const root=fs.readdirSync(t).find(d=>fs.existsSync(p.join(t,d,'manifest.json')));"
-    "const m=JSON.parse(fs.readFileSync(p.join(t,root,'manifest.json'),'utf8'));"
-    "const a=m.assets.find(a=>a.kind==='state');"
-    "if(!a){console.error('no state asset in manifest');process.exit(4)}"
-    'process.stdout.write(p.join(t,a.archivePath))" $R/out); '
-    'find "$OPENCLAW_STATE_DIR" -mindepth 1 -delete; '
-    'cp -a "$SRC"/. "$OPENCLAW_STATE_DIR"/; chmod 700 "$OPENCLAW_STATE_DIR"; '
-    'mkdir -p "$OPENCLAW_STATE_DIR/tmp" "$OPENCLAW_STATE_DIR/cache"; '
-    "cat $R/restore.json"
-)
-
-_JSON5_TO_JSON = (
-    "const fs=require('fs');"
-    "const tries=['/opt/openclaw/node_modules/json5','/app/node_modules/json5',"
-    "'/usr/local/lib/node_modules/openclaw/node_modules/json5','json5'];"
-    "let J=null;for(const t of tries){try{J=require(t);break}catch(e){}}"
-    "if(!J){console.error('json5 module not found in image');process.exit(3)}"
-    "const p=process.argv[1];"
-    "try{process.stdout.write(JSON.stringify(J.parse(fs.readFileSync(p,'utf8'))))}"
-    "catch(e){console.error('cannot parse '+p+': '+e.message.split('\\n')[0]);process.exit(2)}"
-)
+def _split_files(
+    files: Mapping[str, bytes | BinaryIO] | None,
+) -> tuple[dict[str, bytes | BinaryIO], dict[str, bytes | BinaryIO]]:
+    """({volume path: content}, {scratch path: content}); anything else is a ValueError."""
+    in_volume: dict[str, bytes | BinaryIO] = {}
+    scratch: dict[str, bytes | BinaryIO] = {}
+    for path, content in (files or {}).items():
+        norm = posixpath.normpath(path) if path.startswith("/") else None
+        if norm and (norm + "/").startswith(SCRATCH_DIR + "/") and norm != SCRATCH_DIR:
+            scratch[norm] = content
+        else:
+            in_volume[state_path(path)] = content
+    return in_volume, scratch
 
 
 # --- the runtime ----------------------------------------------------------------------------
@@ -364,7 +256,7 @@ class DockerRuntime:
     def __repr__(self) -> str:
         return f"DockerRuntime({self.base_url!r})"
 
-    # -- clients
+    # -- clients (Docker-specific: tests and cleanup scripts may use them, the control plane not)
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
@@ -395,30 +287,16 @@ class DockerRuntime:
         )
 
     def close(self) -> None:
+        """Release the engine connection (``instances.runtime.reset_runtimes`` calls it)."""
         if self._client is not None:
             self._client.close()
             self._client = None
 
-    # -- engine
+    # -- engine and images
     @_engine_errors
     def ping(self) -> bool:
         return bool(self.api.ping())
 
-    @_engine_errors
-    def info(self) -> dict:
-        raw = self.api.info()
-        return {
-            "mem_total": raw.get("MemTotal"),
-            "ncpu": raw.get("NCPU"),
-            "containers": raw.get("Containers"),
-            "containers_running": raw.get("ContainersRunning"),
-            "server_version": raw.get("ServerVersion"),
-            "api_version": self.api.api_version,
-            "name": raw.get("Name"),
-            "cgroup_version": raw.get("CgroupVersion"),
-        }
-
-    # -- images
     @_engine_errors
     def image_exists(self, ref: str) -> bool:
         try:
@@ -441,25 +319,38 @@ class DockerRuntime:
                 return
         raise ImageMissing(ref, self.base_url)
 
-    @_engine_errors
-    def image_labels(self, ref: str) -> dict[str, str]:
-        try:
-            return dict(self.api.inspect_image(ref)["Config"].get("Labels") or {})
-        except docker.errors.ImageNotFound:
-            raise ImageMissing(ref, self.base_url)
-
     # -- networks
     @_engine_errors
     def ensure_network(self, name: str) -> str:
-        """User-defined bridge, ICC disabled, labelled managed. Returns its gateway IP."""
+        """User-defined bridge, ICC disabled, labelled managed. Returns its gateway IP.
+
+        An existing network of that name that lets containers reach each other (ICC on, or not
+        a bridge) is removed and made again when no running container is attached to it
+        (stopped containers re-attach by name when they start); otherwise NetworkUnsafe."""
         try:
-            self.api.inspect_network(name)
+            net = self.api.inspect_network(name)
         except docker.errors.NotFound:
+            net = None
+        if net is not None and not _network_isolated(net):
+            attached = sorted(
+                (c.get("Name") or cid[:12]) for cid, c in (net.get("Containers") or {}).items()
+            )
+            if attached:
+                raise NetworkUnsafe(
+                    f"network {name} on {self.base_url} lets containers reach each other "
+                    f"({ICC_OPTION} is not false) and {len(attached)} running container(s) "
+                    f"use it ({', '.join(attached[:5])}): stop them, remove the network "
+                    f"(docker network rm {name}) and run again; it is then made with ICC off"
+                )
+            with contextlib.suppress(docker.errors.NotFound):
+                self.api.remove_network(net.get("Id") or name)
+            net = None
+        if net is None:
             try:
                 self.api.create_network(
                     name,
                     driver="bridge",
-                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    options={ICC_OPTION: "false"},
                     labels={MANAGED_LABEL: "true"},
                     check_duplicate=True,
                 )
@@ -607,9 +498,7 @@ class DockerRuntime:
             return existing
         self.ensure_image(spec.image)
         if not self.volume_exists(spec.volume_name):
-            raise RuntimeErrorBase(
-                f"volume {spec.volume_name} does not exist: call ensure_volume() first"
-            )
+            raise VolumeNotFound(spec.volume_name, "call ensure_volume() first")
         labels = {
             **spec.labels,
             MANAGED_LABEL: "true",
@@ -623,6 +512,7 @@ class DockerRuntime:
                 name=spec.name,
                 hostname=spec.hostname,
                 user=USER,
+                command=list(spec.command) if spec.command is not None else None,
                 environment=env,
                 labels=labels,
                 ports=[GATEWAY_PORT],
@@ -645,7 +535,7 @@ class DockerRuntime:
             raise ContainerNotFound(name)
 
     @_engine_errors
-    def stop(self, name: str, timeout: int = 30) -> None:
+    def stop(self, name: str, timeout: int = STOP_TIMEOUT) -> None:
         """Stop (SIGTERM, then SIGKILL after ``timeout`` s). Absent or stopped: nothing to do."""
         try:
             self.api.stop(name, timeout=timeout)
@@ -653,7 +543,7 @@ class DockerRuntime:
             return
 
     @_engine_errors
-    def restart(self, name: str, timeout: int = 30) -> None:
+    def restart(self, name: str, timeout: int = STOP_TIMEOUT) -> None:
         try:
             self.api.restart(name, timeout=timeout)
         except docker.errors.NotFound:
@@ -671,12 +561,23 @@ class DockerRuntime:
                 return
             raise
 
+    # -- commands and logs
+    def _exec_create(self, api, name: str, wrapped: list[str], **kwargs) -> str:
+        try:
+            return api.exec_create(name, wrapped, **kwargs)["Id"]
+        except docker.errors.NotFound:
+            raise ContainerNotFound(name)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # not running
+                raise ContainerNotRunning(name) from exc
+            raise
+
     @_engine_errors
     def exec(
         self,
         name: str,
         cmd: list[str],
-        timeout: float = 60,
+        timeout: float = EXEC_TIMEOUT,
         user: str = USER,
         env: dict[str, str] | None = None,
     ) -> tuple[int, bytes, bytes]:
@@ -687,49 +588,25 @@ class DockerRuntime:
         wrapped = ["timeout", "-k", "5", str(int(max(1, timeout))), *cmd]
         api = self._long_api(timeout + 10)
         try:
-            try:
-                exec_id = api.exec_create(
-                    name, wrapped, stdout=True, stderr=True, user=user, environment=env or None
-                )["Id"]
-            except docker.errors.NotFound:
-                raise ContainerNotFound(name)
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:  # not running
-                    raise ContainerNotRunning(name) from exc
-                raise
+            exec_id = self._exec_create(
+                api, name, wrapped, stdout=True, stderr=True, user=user, environment=env or None
+            )
             out, err = api.exec_start(exec_id, demux=True)
             code = api.exec_inspect(exec_id).get("ExitCode")
         finally:
             api.close()
         return (code if code is not None else -1), out or b"", err or b""
 
-    def exec_json(self, name: str, cmd: list[str], timeout: float = 60) -> Any:
-        """``exec`` a command that prints JSON (e.g. ``openclaw ... --json``); parse stdout."""
-        code, out, err = self.exec(name, cmd, timeout=timeout)
-        if code != 0:
-            detail = (err or out).decode(errors="replace")[-800:]
-            raise RuntimeErrorBase(f"{shlex.join(cmd)} exited {code}: {detail}")
-        return json.loads(out)
-
     @_engine_errors
     def exec_stream(
-        self, name: str, cmd: list[str], timeout: float = 600, user: str = USER
+        self, name: str, cmd: list[str], timeout: float = STREAM_TIMEOUT, user: str = USER
     ) -> Iterator[bytes]:
         """Run ``cmd`` in the running container and yield its stdout as it comes (stderr is
         dropped). For large outputs, e.g. ``["cat", "/tmp/backup.tar.gz"]``: Docker's archive API
-        cannot read the container's tmpfs /tmp, exec can. Check ``exec`` for the exit status of
-        a prior step; a failed ``cat`` yields nothing."""
+        cannot read the container's tmpfs /tmp, exec can. A non-zero exit raises
+        RuntimeErrorBase after the last chunk."""
         wrapped = ["timeout", "-k", "5", str(int(max(1, timeout))), *cmd]
-        try:
-            exec_id = self.api.exec_create(name, wrapped, stdout=True, stderr=False, user=user)[
-                "Id"
-            ]
-        except docker.errors.NotFound:
-            raise ContainerNotFound(name)
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:
-                raise ContainerNotRunning(name) from exc
-            raise
+        exec_id = self._exec_create(self.api, name, wrapped, stdout=True, stderr=False, user=user)
         return self._exec_stream_iter(exec_id, timeout)
 
     def _exec_stream_iter(self, exec_id: str, timeout: float) -> Iterator[bytes]:
@@ -773,7 +650,7 @@ class DockerRuntime:
         files there: Docker's archive API cannot see tmpfs mounts)."""
         self.ensure_image(image)
         if not self.volume_exists(volume_name):
-            raise RuntimeErrorBase(f"volume {volume_name} does not exist")
+            raise VolumeNotFound(volume_name)
         host_config = self.api.create_host_config(
             binds={volume_name: {"bind": STATE_DIR, "mode": "ro" if read_only_volume else "rw"}},
             network_mode="none",
@@ -819,6 +696,47 @@ class DockerRuntime:
             api.close()
         return int(result.get("StatusCode", -1)), out, err
 
+    def _put_files(self, cid: str, base: str, files: dict, *, with_parents: bool) -> None:
+        if not files:
+            return
+        payload = _files_tar(base, files, with_parents=with_parents)
+        api = self._long_api(3600)
+        try:
+            if not api.put_archive(cid, base, payload):
+                raise HelperFailed(f"could not copy files into the helper at {base}")
+        finally:
+            api.close()
+            payload.close()
+
+    def _in_volume(
+        self,
+        volume_name: str,
+        image: str,
+        cmd: list[str],
+        *,
+        user: str = USER,
+        env: dict[str, str] | None = None,
+        timeout: float = HELPER_TIMEOUT,
+        files: Mapping[str, bytes | BinaryIO] | None = None,
+        caps: list[str] | None = None,
+    ) -> tuple[int, bytes, bytes]:
+        in_volume, scratch = _split_files(files)
+        # coreutils timeout: 124 when out of time, 127 for a missing program (as exec).
+        wrapped = ["timeout", "-k", "5", str(int(max(1, timeout))), *cmd]
+        helper = self._helper(
+            volume_name,
+            image,
+            wrapped,
+            user=user,
+            env=env,
+            caps=caps,
+            writable_rootfs=bool(scratch),
+        )
+        with helper as cid:
+            self._put_files(cid, STATE_DIR, in_volume, with_parents=False)
+            self._put_files(cid, SCRATCH_DIR, scratch, with_parents=True)
+            return self._run_helper(cid, timeout + 10)
+
     @_engine_errors
     def run_in_volume(
         self,
@@ -829,18 +747,20 @@ class DockerRuntime:
         user: str = USER,
         env: dict[str, str] | None = None,
         timeout: float = HELPER_TIMEOUT,
-        caps: list[str] | None = None,
+        files: Mapping[str, bytes | BinaryIO] | None = None,
     ) -> tuple[int, bytes, bytes]:
         """Run a one-shot command in a helper container with the volume at STATE_DIR (no network).
         For offline OpenClaw commands on a stopped instance (``openclaw sessions --json``,
-        ``openclaw sessions cleanup``, ``openclaw doctor``...)."""
-        with self._helper(volume_name, image, cmd, user=user, env=env, caps=caps) as cid:
-            return self._run_helper(cid, timeout)
+        ``openclaw sessions cleanup``, ``openclaw doctor``...). ``files`` under /tmp are put in
+        the helper's own (then writable) root fs, the others in the volume."""
+        return self._in_volume(
+            volume_name, image, cmd, user=user, env=env, timeout=timeout, files=files
+        )
 
     @_engine_errors
     def read_file(self, volume_name: str, image: str, path: str) -> bytes | None:
         """Content of a file in the volume (path relative to the volume root), None if absent."""
-        target = _state_path(path)
+        target = state_path(path)
         with self._helper(volume_name, image, read_only_volume=True) as cid:
             try:
                 chunks, _stat = self.api.get_archive(cid, target)
@@ -849,18 +769,24 @@ class DockerRuntime:
             return _first_file_from_tar(chunks)
 
     @_engine_errors
-    def parse_json5(self, volume_name: str, image: str, path: str) -> Any:
-        """Parse a JSON5 file of the volume with the json5 module shipped in the OpenClaw image."""
-        target = _state_path(path)
-        with self._helper(
-            volume_name, image, ["node", "-e", _JSON5_TO_JSON, target], read_only_volume=True
-        ) as cid:
-            code, out, err = self._run_helper(cid, timeout=60)
+    def write_file(
+        self, volume_name: str, image: str, path: str, data: bytes, *, mode: int = 0o600
+    ) -> None:
+        """Stage ``data`` beside ``path`` (uid 1000), chmod it and rename it over ``path``."""
+        target = state_path(path)
+        staged = posixpath.join(
+            posixpath.dirname(target), f".{posixpath.basename(target)}.clawfleet-new"
+        )
+        script = 'chmod "$1" "$2" && mv -f "$2" "$3"'
+        code, _out, err = self._in_volume(
+            volume_name,
+            image,
+            ["sh", "-c", script, "sh", f"{mode:o}", staged, target],
+            files={staged: bytes(data)},
+        )
         if code != 0:
-            raise RuntimeErrorBase(f"cannot parse {path}: {err.decode(errors='replace')[-300:]}")
-        return json.loads(out)
+            raise HelperFailed(f"writing {path} in {volume_name} failed: {err[-300:]!r}")
 
-    @_engine_errors
     def write_config(
         self,
         volume_name: str,
@@ -871,116 +797,13 @@ class DockerRuntime:
         validate: bool = True,
         secrets: Iterable[str] = (),
     ) -> bool:
-        """Converge ``openclaw.json`` in the volume. Returns True if the file was (re)written.
+        """Converge ``openclaw.json``: OpenClaw's part (merge, JSON5, validation) is
+        ``instances.openclaw.files.write_config``, which composes the primitives above."""
+        from ..openclaw import files as openclaw_files
 
-        - absent: write ``config`` as is;
-        - present: parse it (JSON5: plain JSON first, else node's json5 from the image), set
-          only the ``owned_paths`` from ``config`` (``openclaw_config.merge_owned``), keep the rest;
-          unchanged result: no write.
-        The file is staged next to the real one, checked with ``openclaw config validate``
-        (``validate=True``), then renamed over it atomically (a running gateway hot-reloads it).
-        It is owned by 1000:1000, mode 600. ``secrets`` are scrubbed from error messages.
-        """
-        raw = self.read_file(volume_name, image, CONFIG_FILE)
-        if raw is None:
-            final = config
-        else:
-            try:
-                existing = json.loads(raw)
-            except ValueError:
-                existing = self.parse_json5(volume_name, image, CONFIG_FILE)
-            final = merge_owned(existing, config, owned_paths)
-            if final == existing:
-                return False
-        data = (json.dumps(final, indent=2, ensure_ascii=False) + "\n").encode()
-        staged = f".{CONFIG_FILE}.clawfleet-new"
-        script = (
-            'set -e; cd "$OPENCLAW_STATE_DIR"; '
-            + (
-                f'OPENCLAW_CONFIG_PATH="$PWD/{staged}" openclaw config validate --json '
-                f'|| {{ rc=$?; rm -f "{staged}"; exit $rc; }}; '
-                if validate
-                else ""
-            )
-            + f'chmod 600 "{staged}"; mv -f "{staged}" {CONFIG_FILE}'
+        return openclaw_files.write_config(
+            self, volume_name, image, config, owned_paths, validate=validate, secrets=secrets
         )
-        with self._helper(volume_name, image, ["sh", "-c", script]) as cid:
-            self.api.put_archive(cid, STATE_DIR, _tar_single(staged, data))
-            code, out, err = self._run_helper(cid, timeout=120)
-        if code != 0:
-            text = (out + b"\n" + err).decode(errors="replace")
-            for secret in secrets:
-                if secret:
-                    text = text.replace(secret, "***")
-            raise ConfigInvalid(f"openclaw config validate rejected the config: {text[-1500:]}")
-        return True
-
-    @_engine_errors
-    def restore_openclaw_backup(
-        self,
-        volume_name: str,
-        image: str,
-        archive: bytes | BinaryIO | Iterable[bytes] | str,
-        *,
-        timeout: float = 1800,
-    ) -> dict:
-        """Replace the volume's content with an ``openclaw backup create`` archive (.tar.gz).
-
-        Stop the instance's gateway first. In a helper container (no network, uid 1000):
-        ``openclaw backup restore ARCHIVE --target FRESH --json`` (verifies the archive and its
-        SQLite snapshots, extracts to a fresh dir), then the ``state`` asset named by the
-        archive's manifest replaces the volume's content. Returns the restore JSON. The restored
-        ``openclaw.json`` is the one from the backup: call ``write_config`` afterwards (new
-        token, current provider settings). ``archive``: bytes, a binary file, an iterator of
-        chunks or a path on this machine."""
-        self.ensure_volume(volume_name, {})
-        with contextlib.ExitStack() as stack:
-            payload = stack.enter_context(tempfile.TemporaryFile())
-            src = archive
-            if isinstance(archive, str):
-                src = stack.enter_context(open(archive, "rb"))  # noqa: SIM115
-            with tarfile.open(fileobj=payload, mode="w") as tar:
-                info = tarfile.TarInfo("backup.tar.gz")
-                info.uid = info.gid = 1000
-                info.mode = 0o600
-                info.mtime = int(time.time())
-                if isinstance(src, bytes | bytearray):
-                    info.size = len(src)
-                    tar.addfile(info, io.BytesIO(src))
-                else:
-                    if not hasattr(src, "read"):
-                        spool = stack.enter_context(tempfile.TemporaryFile())
-                        for chunk in src:
-                            spool.write(chunk)
-                        src = spool
-                    src.seek(0, io.SEEK_END)
-                    info.size = src.tell()
-                    src.seek(0)
-                    tar.addfile(info, src)
-            payload.seek(0)
-            with self._helper(
-                volume_name,
-                image,
-                ["sh", "-c", _RESTORE_SCRIPT],
-                env={"TMPDIR": f"{_RESTORE_DIR}/tmp"},
-                writable_rootfs=True,
-            ) as cid:
-                api = self._long_api(3600)
-                try:
-                    self.api.put_archive(cid, "/tmp", _tar_dir(_RESTORE_DIR.rsplit("/", 1)[1]))
-                    if not api.put_archive(cid, _RESTORE_DIR, payload):
-                        raise HelperFailed("could not copy the archive into the restore helper")
-                finally:
-                    api.close()
-                code, out, err = self._run_helper(cid, timeout=timeout)
-        if code != 0:
-            raise HelperFailed(
-                f"openclaw backup restore failed (exit {code}): "
-                f"{(out + err).decode(errors='replace')[-1500:]}"
-            )
-        text = out.decode(errors="replace")
-        start = text.find("{")
-        return json.loads(text[start:]) if start >= 0 else {}
 
     @_engine_errors
     def export_volume(self, volume_name: str, image: str) -> Iterator[bytes]:
@@ -988,7 +811,7 @@ class DockerRuntime:
         A cold copy: stop the gateway first for a consistent SQLite state (or use
         ``openclaw backup create`` inside the running container)."""
         if not self.volume_exists(volume_name):
-            raise RuntimeErrorBase(f"volume {volume_name} does not exist")
+            raise VolumeNotFound(volume_name)
         return self._export_iter(volume_name, image)
 
     def _export_iter(self, volume_name: str, image: str) -> Iterator[bytes]:
@@ -1005,7 +828,7 @@ class DockerRuntime:
         self,
         volume_name: str,
         image: str,
-        data: bytes | BinaryIO | Iterable[bytes],
+        data: VolumeData,
         *,
         clear: bool = True,
         owner: str | None = USER,
@@ -1016,7 +839,7 @@ class DockerRuntime:
         self.ensure_volume(volume_name, {})
         caps = ["CHOWN", "DAC_OVERRIDE", "FOWNER"]
         if clear:
-            code, _out, err = self.run_in_volume(
+            code, _out, err = self._in_volume(
                 volume_name,
                 image,
                 ["find", STATE_DIR, "-mindepth", "1", "-delete"],
@@ -1035,7 +858,7 @@ class DockerRuntime:
             if not ok:
                 raise HelperFailed(f"import into {volume_name} failed")
         if owner:
-            code, _out, err = self.run_in_volume(
+            code, _out, err = self._in_volume(
                 volume_name,
                 image,
                 ["chown", "-R", owner, STATE_DIR],
@@ -1051,13 +874,9 @@ class DockerRuntime:
         """Replace ``dst``'s content with a copy of ``src`` (cold: stop users of ``src`` first)."""
         self.import_volume(dst, image, self.export_volume(src, image), clear=True, owner=None)
 
-    # -- health (no Docker needed)
-    @staticmethod
-    def probe(host_port: int, timeout: float = 2.0) -> dict[str, bool]:
-        return {
-            "healthz": http_ok(host_port, "/healthz", timeout),
-            "readyz": http_ok(host_port, "/readyz", timeout),
-        }
+    # -- health (HTTP on the published loopback port, no Docker call)
+    def probe(self, host_port: int, timeout: float = 2.0) -> dict[str, Any]:
+        return probes.probe(host_port, timeout)
 
     def wait_ready(
         self,
@@ -1071,60 +890,10 @@ class DockerRuntime:
 
         With ``name``, also watch the container and fail at once if it exits (a crash loop or a
         broken image should not cost the whole timeout). Raises NotReady."""
-        return wait_ready(
+        return probes.wait_ready(
             host_port,
             timeout,
             interval=interval,
             check=(lambda: self.inspect(name)) if name else None,
             logs=(lambda: self.logs_tail(name, 40)) if name else None,
         )
-
-
-def http_ok(host_port: int, path: str, timeout: float = 2.0) -> bool:
-    """True when http://127.0.0.1:PORT/PATH answers 200."""
-    url = f"http://127.0.0.1:{int(host_port)}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - fixed host
-            return resp.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def probe(host_port: int, timeout: float = 2.0) -> dict[str, bool]:
-    return DockerRuntime.probe(host_port, timeout)
-
-
-def wait_ready(
-    host_port: int,
-    timeout: float = 120,
-    *,
-    interval: float = 0.5,
-    check=None,
-    logs=None,
-) -> float:
-    """Poll /readyz on 127.0.0.1:PORT until 200; ``check()`` -> ContainerInfo|None, optional."""
-    start = time.monotonic()
-    deadline = start + timeout
-    polls = 0
-    while True:
-        if http_ok(host_port, "/readyz", timeout=2.0):
-            return time.monotonic() - start
-        polls += 1
-        if check is not None and polls % 4 == 0:
-            info = check()
-            if info is None or not info.running:
-                tail = logs() if (logs and info is not None) else ""
-                state = "absent" if info is None else f"{info.status}, exit {info.exit_code}"
-                raise NotReady(
-                    f"container stopped while waiting for readiness ({state})", info, tail
-                )
-        if time.monotonic() >= deadline:
-            raise NotReady(f"127.0.0.1:{host_port}/readyz not ready after {timeout:.0f}s")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (tests; the control plane allocates its own)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
