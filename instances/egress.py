@@ -246,7 +246,7 @@ def refused_reason(
     def gateway_addrs(keyword: str) -> list[str]:
         if not _gw_cache:
             found = gateways() if callable(gateways) else gateways
-            _gw_cache.update(found if found is not None else _engine_gateways())
+            _gw_cache.update(found if found is not None else engine_gateways())
             _gw_cache.setdefault("_", [])
         return _gw_cache.get(keyword) or []
 
@@ -390,7 +390,7 @@ def local_runtime(runtime=None):
     return runtime_for(SimpleNamespace(base_url=settings.FLEET_DOCKER_URL))
 
 
-def _engine_gateways(runtime=None, network: str | None = None) -> dict[str, list[str]]:
+def engine_gateways(runtime=None, network: str | None = None) -> dict[str, list[str]]:
     """{"gateway": [the Clawfleet network's gateway], "host-gateway": [docker0's gateway]}; a
     lookup that fails leaves its list empty (nothing is allowed by it)."""
     result: dict[str, list[str]] = {"gateway": [], "host-gateway": []}
@@ -708,7 +708,7 @@ def plan(network: str | None = None, allow: Iterable[str] | None = None, runtime
     entries = parse_allow(settings.FLEET_EGRESS_ALLOW if allow is None else allow)
     gateways = {"gateway": [facts.gateway, *facts.gateways6], "host-gateway": []}
     if any(a.target == "host-gateway" for a in entries):
-        gateways["host-gateway"] = _engine_gateways(rt, facts.name)["host-gateway"]
+        gateways["host-gateway"] = engine_gateways(rt, facts.name)["host-gateway"]
     allowed = resolve_allowed(entries, gateways=gateways)
     dns = nameservers()
     extra = [*_host_networks(), *facts.subnets]

@@ -118,7 +118,7 @@ class Box:
 
 
 def _docker0_address() -> str | None:
-    gw = egress._engine_gateways(None, "bridge")["host-gateway"]
+    gw = egress.engine_gateways(None, "bridge")["host-gateway"]
     return gw[0] if gw else None
 
 

@@ -51,9 +51,7 @@ def bridge():
     net = OneNetwork(f"clawfleet-fw-test-{tag}", gateway)
     net.bridge = name
     yield net
-    with egress._lock():
-        for t in egress._families():
-            egress._prune(t, only=name)
+    egress.remove(bridge=name)
     sh("ip", "link", "del", name, check=False)
 
 
