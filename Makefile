@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 OPENCLAW_VERSIONS ?= 2026.9.6 2026.9.5
-TEST_ENV := FLEET_STATE_STRICT=true DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/clawfleet} \
+TEST_ENV := FLEET_STATE_STRICT=true FLEET_EGRESS_RESOLVE_NAMES=false DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/clawfleet} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/2} \
 	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/3}
 

@@ -289,3 +289,7 @@ FLEET_EGRESS_ALLOW = env.list(
 FLEET_GATEWAY_CALLS_PER_ORG = env.int("FLEET_GATEWAY_CALLS_PER_ORG", default=2)
 FLEET_GATEWAY_WEB_TIMEOUT = env.float("FLEET_GATEWAY_WEB_TIMEOUT", default=10.0)
 FLEET_GATEWAY_MAX_OUTPUT = env.int("FLEET_GATEWAY_MAX_OUTPUT", default=1_000_000)
+# Resolve a custom model endpoint's host name at deploy to check it against the egress policy.
+# The test suite turns it off (names are then judged by the firewall at connect time), so that
+# no test sends a DNS query for a made-up name.
+FLEET_EGRESS_RESOLVE_NAMES = env.bool("FLEET_EGRESS_RESOLVE_NAMES", default=True)

@@ -257,6 +257,10 @@ def instance_deploy(
             errors["model_base_url"] = ValidationError(
                 "Enter an http(s) URL, e.g. https://llm.example.com/v1.", code="invalid"
             )
+        else:
+            refused = _refused_endpoint(model_base_url)
+            if refused:
+                errors["model_base_url"] = ValidationError(refused, code="refused")
     external_id = (external_id or "").strip() or None
     if rules.external_id_taken(organization, external_id):
         errors["external_id"] = ValidationError(
@@ -327,6 +331,18 @@ DELETABLE = (
     S.RESTARTING,
 )
 PAUSABLE = (S.RUNNING, S.STARTING, S.STOPPED, S.CRASH_LOOPING, S.FAILED, S.RESTARTING)
+
+
+def _refused_endpoint(url: str) -> str | None:
+    """Why the egress firewall would refuse a custom model endpoint (instances/egress.py), as a
+    field error at deploy rather than a gateway that silently cannot reach its model."""
+    from . import egress
+
+    resolve = None if settings.FLEET_EGRESS_RESOLVE_NAMES else (lambda host: [])
+    reason = egress.refused_reason(url, resolve=resolve)
+    if reason is None:
+        return None
+    return f"Your assistant cannot reach this address: the URL {reason}."
 
 
 def _require_plan(instance: Instance, verb: str) -> None:

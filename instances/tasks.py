@@ -36,10 +36,27 @@ def reconcile_fleet():
     from .models import Host
 
     operations.resume_stranded()
+    _check_egress_firewall()
     host_ids = list(Host.objects.filter(is_active=True).values_list("pk", flat=True))
     for host_id in host_ids:
         reconcile_host_task.delay(host_id)
     return len(host_ids)
+
+
+def _check_egress_firewall() -> None:
+    """The tenant firewall of the local engine is re-checked every pass and repaired when a
+    rule went missing (an engine restart rewrites iptables; a person flushed a chain)."""
+    from . import egress
+
+    problems = egress.verify()
+    if not problems:
+        return
+    log.error("egress firewall drifted: %s", "; ".join(problems))
+    remaining = egress.repair()
+    if remaining:
+        log.error("egress firewall could not be repaired: %s", "; ".join(remaining))
+    else:
+        log.warning("egress firewall repaired")
 
 
 @shared_task(

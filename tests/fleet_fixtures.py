@@ -177,8 +177,17 @@ def mock_llm(docker_runtime):
     mock.container_url = (
         f"http://host.docker.internal:{mock.port}/v1" if bridge else mock.url_for(hosts[1])
     )
+    # The mock LLM is the one endpoint on this machine the tests' instances may reach: allowed
+    # by the egress policy (deploy validation and the firewall), and every Docker test runs
+    # behind the firewall on the test network.
+    from instances import egress
+
+    settings.FLEET_EGRESS_ALLOW = [*settings.FLEET_EGRESS_ALLOW, *egress.mock_llm_allow(mock.port)]
+    egress.install(TEST_NETWORK, runtime=docker_runtime)
     yield mock
     mock.stop()
+    with contextlib.suppress(Exception):
+        egress.remove(TEST_NETWORK, runtime=docker_runtime)
 
 
 # --- Celery worker ------------------------------------------------------------------------------
@@ -296,7 +305,9 @@ def _configure_producer(options: dict) -> None:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, docker_runtime, tmp_path_factory):
+def celery_worker_process(
+    django_db_setup, django_db_blocker, docker_runtime, mock_llm, tmp_path_factory
+):
     """A real worker on the operations, maintenance and billing queues, against the test
     database and a per-session broker prefix. `.kill9()` and `.start()` for the crash test."""
     from django.db import connection
@@ -319,6 +330,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, docker_runtime, tm
         "FLEET_NETWORK": TEST_NETWORK,
         "FLEET_DOCKER_URL": settings.FLEET_DOCKER_URL,
         "FLEET_OPENCLAW_VERSIONS": ",".join(settings.FLEET_OPENCLAW_VERSIONS),
+        "FLEET_EGRESS_ALLOW": ",".join(settings.FLEET_EGRESS_ALLOW),
         # A shared 2-core machine under load boots a gateway in 15 s or in 100 s: be patient.
         "FLEET_READY_TIMEOUT": str(max(settings.FLEET_READY_TIMEOUT, 300)),
         "PYTHONUNBUFFERED": "1",

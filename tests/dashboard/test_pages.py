@@ -16,23 +16,15 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-class FakeRuntime:
-    def __init__(self, text="", exc=None):
-        self.text, self.exc, self.calls = text, exc, 0
-
-    def logs_tail(self, name, lines=200):
-        self.calls += 1
-        if self.exc is not None:
-            raise self.exc
-        return self.text
-
-
 @pytest.fixture
-def fake_runtime(monkeypatch):
-    def install(**kwargs):
-        rt = FakeRuntime(**kwargs)
-        monkeypatch.setattr("instances.runtime.runtime_for", lambda host: rt)
-        return rt
+def fake_runtime(fake_runtime):
+    """The shared fake runtime (tests/fakes), with a log text for any container or an error."""
+
+    def install(text="", exc=None):
+        fake_runtime.canned_logs = text
+        if exc is not None:
+            fake_runtime.errors["logs_tail"] = exc
+        return fake_runtime
 
     return install
 
@@ -208,12 +200,12 @@ def test_an_unreachable_engine_is_a_friendly_message_not_a_500(
 ):
     from instances.runtime import EngineUnavailable
 
-    fake_runtime(exc=EngineUnavailable("tcp://10.0.0.9:2376", "connection refused"))
+    fake_runtime(exc=EngineUnavailable("tcp://engine-7.fleet.test:2376", "connection refused"))
     with caplog.at_level(logging.DEBUG):
         response = alice_client.get(reverse("instances:logs", args=[alice_instance.pk]))
     assert response.status_code == 200
     assert "unreachable" in response.content.decode()
-    assert "10.0.0.9" not in caplog.text
+    assert "engine-7.fleet.test" not in caplog.text
 
 
 def test_the_gateway_logs_are_never_written_to_our_own_logs(
@@ -304,7 +296,7 @@ def test_charlie_gets_404_for_every_page_of_alices_instance(charlie_client, alic
     rt = fake_runtime(text="alice's logs")
     for name, url in instance_urls(alice_op.instance, alice_op).items():
         assert charlie_client.get(url).status_code == 404, name
-    assert rt.calls == 0
+    assert rt.calls == []
 
 
 def test_charlie_gets_404_for_every_action_on_alices_instance(charlie_client, alice_instance):
@@ -367,7 +359,7 @@ def test_a_viewers_post_is_403_and_changes_nothing(victor_client, alice_instance
 def test_a_viewer_cannot_read_the_gateway_logs(victor_client, alice_instance, fake_runtime):
     rt = fake_runtime(text="customer content")
     assert victor_client.get(reverse("instances:logs", args=[alice_instance.pk])).status_code == 403
-    assert rt.calls == 0
+    assert rt.calls == []
 
 
 # --- the deploy wizard --------------------------------------------------------------------------
@@ -437,10 +429,25 @@ def test_deploy_without_a_plan_says_so_and_links_the_plans(alice_client, alice_o
 
 
 def test_a_valid_deploy_leads_to_its_live_progress(alice_client, alice_plan):
-    response = _deploy(alice_client, provider="custom", model_base_url="http://10.0.0.5/v1")
+    response = _deploy(
+        alice_client, provider="custom", model_base_url="https://llm.example.test/v1"
+    )
     op = Operation.objects.get()
     assert op.kind == Operation.Kind.DEPLOY
     assert response["Location"] == reverse("instances:operation", args=[op.instance_id, op.pk])
     page = alice_client.get(response["Location"]).content.decode()
     assert "Deploying new-bot" in page and "hx-trigger" in page
     assert 'aria-live="polite"' in page
+
+
+@pytest.mark.parametrize(
+    "url", ["http://10.1.2.3/v1", "http://169.254.169.254/latest", "http://127.0.0.1:5432/v1"]
+)
+def test_a_custom_endpoint_the_firewall_refuses_is_a_field_error(alice_client, alice_plan, url):
+    """A private, metadata or loopback endpoint could never answer from inside the container:
+    the deploy form says so, and nothing is created (no packet is sent: it is never reached)."""
+    response = _deploy(alice_client, provider="custom", api_key="", model_base_url=url)
+    assert response.status_code == 200
+    errors = _errors_of(response, "model_base_url")
+    assert errors and "cannot reach this address" in errors[0]
+    assert not Instance.objects.exists() and not Operation.objects.exists()
