@@ -18,14 +18,12 @@ from .conftest import login
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-class _Logs:
-    def logs_tail(self, name, lines=200):
-        return "2026-11-25T10:00:00Z gateway listening on ws://0.0.0.0:18789\n" * 3
+LOGS = "2026-11-25T10:00:00Z gateway listening on ws://0.0.0.0:18789\n" * 3
 
 
 @pytest.fixture
-def alice_fleet(alice, alice_org, monkeypatch):
-    monkeypatch.setattr("instances.runtime.runtime_for", lambda host: _Logs())
+def alice_fleet(alice, alice_org, fake_runtime):
+    fake_runtime.canned_logs = LOGS
     make_entitled(alice_org, name="Agency", max_instances=10)
     bot = InstanceFactory(
         organization=alice_org,

@@ -12,8 +12,6 @@ from instances import operations, services
 from instances.models import Instance, InstanceEvent, Operation
 from instances.reconcile import reconcile_host
 
-from .fake_runtime import FakeRuntime
-
 pytestmark = pytest.mark.django_db
 
 DEPLOY = {
@@ -29,9 +27,8 @@ class FakeBackup:
 
 
 @pytest.fixture
-def rt(monkeypatch):
-    fake = FakeRuntime()
-    monkeypatch.setattr("instances.runtime.runtime_for", lambda host: fake)
+def rt(fake_runtime, monkeypatch):
+    fake = fake_runtime
     # sessions_mgmt's backups and syncs talk to a real gateway: here the hooks they subscribe to
     # answer with a stand-in backup and no sync (the hooks are the contract between the apps).
     monkeypatch.setattr(hooks, "_registry", collections.defaultdict(list))
