@@ -96,7 +96,8 @@ class Runtime(Protocol):
 
     def list_managed(self) -> list[ContainerInfo]:
         """Every ``clawfleet.managed=true`` container, running or not, in ONE engine call
-        (summary data: ``oom_killed``, ``restart_count`` and the times may be None)."""
+        (summary data: ``oom_killed``, ``restart_count`` and the times may be None, and
+        ``host_port`` is known only while the container runs)."""
         ...
 
     def ensure_container(self, spec: ContainerSpec) -> ContainerInfo:

@@ -280,7 +280,7 @@ class FakeRuntime:
                 SPEC_HASH_LABEL: c.spec.spec_hash(),
             },
             image=c.spec.image,
-            host_port=c.spec.host_port,
+            host_port=c.spec.host_port if (c.running or not summary) else None,
             spec_hash=c.spec.spec_hash(),
         )
 

@@ -1,4 +1,5 @@
-"""instances/runtime.py against the REAL Docker engine and the real OpenClaw image.
+"""DockerRuntime (instances/runtime/) and the OpenClaw scripts composed on it
+(instances/openclaw/) against the REAL Docker engine and the real OpenClaw image.
 
 No Django and no database: the runtime, the config builder and the mock LLM are Django-free.
 One gateway container is shared by the whole module (a boot costs ~15-20 s, more on a busy host).
@@ -22,7 +23,10 @@ import uuid
 import pytest
 import requests
 
+from instances.openclaw import backup as oc_backup
 from instances.openclaw import config as oc
+from instances.openclaw import files as oc_files
+from instances.openclaw.client import extract_json
 from instances.runtime import (
     ContainerNotFound,
     ContainerSpec,
@@ -31,6 +35,7 @@ from instances.runtime import (
     NotReady,
     RuntimeErrorBase,
     free_port,
+    probe,
 )
 from mockllm import start_mock_llm
 
@@ -128,7 +133,11 @@ class Deployment:
 
     def openclaw_json(self, *args: str, timeout: float = 90):
         """`openclaw ... --json` inside the gateway container, as uid 1000."""
-        return self.rt.exec_json(self.name, ["openclaw", *args, "--json"], timeout=timeout)
+        code, out, err = self.rt.exec(self.name, ["openclaw", *args, "--json"], timeout=timeout)
+        if code != 0:
+            detail = (err or out).decode(errors="replace")[-800:]
+            raise RuntimeErrorBase(f"openclaw {' '.join(args)} exited {code}: {detail}")
+        return extract_json(out)
 
     def gateway_call(self, method: str, params: dict | None = None, timeout: float = 60):
         """`openclaw gateway call METHOD --params JSON --json` (the CLI's own timeout is 10 s
@@ -189,7 +198,7 @@ def test_merge_owned_sets_only_owned_paths():
     desired = oc.build_config(
         gateway_token="t" * 32,
         provider_id="p1",
-        base_url="http://10.0.0.1:1/v1",
+        base_url="http://127.0.0.1:9/v1",  # never contacted; on this machine anyway
         api_key="k",
         model_id="m",
         model_name="M",
@@ -289,7 +298,7 @@ def test_chat_through_the_gateway_reaches_the_mock(dep):
 def test_probe_and_wait_ready_when_up(dep):
     assert dep.rt.probe(dep.port) == {"healthz": True, "readyz": True}
     assert dep.rt.wait_ready(dep.port, 5) < 5
-    assert DockerRuntime.probe(free_port()) == {"healthz": False, "readyz": False}
+    assert probe(free_port()) == {"healthz": False, "readyz": False}
 
 
 def test_exec_runs_as_node_and_reports_exit_codes(dep):
@@ -330,7 +339,7 @@ def test_write_config_merges_and_keeps_user_changes(dep):
         IMAGE,
         ["sh", "-c", "printf '{a: 1, // c\\n b: [2,],}' > /home/node/.openclaw/tmp/t.json5"],
     )
-    assert rt.parse_json5(dep.volume, IMAGE, "tmp/t.json5") == {"a": 1, "b": [2]}
+    assert oc_files.parse_json5(rt, dep.volume, IMAGE, "tmp/t.json5") == {"a": 1, "b": [2]}
     # The running gateway hot-reloads the file and stays ready.
     time.sleep(2)
     assert dep.rt.probe(dep.port)["readyz"]
@@ -408,7 +417,7 @@ def test_openclaw_backup_restores_into_a_fresh_volume(dep):
     assert data[:2] == b"\x1f\x8b"  # gzip
     restored = f"{dep.volume}-restored"
     dep.extra_volumes.append(restored)
-    result = rt.restore_openclaw_backup(restored, IMAGE, data)
+    result = oc_backup.restore_backup(rt, restored, IMAGE, data)
     assert result["ok"] is True
     code, out, err = rt.run_in_volume(restored, IMAGE, ["openclaw", "sessions", "--json"])
     assert code == 0, err[-500:]

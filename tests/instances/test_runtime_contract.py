@@ -1,0 +1,473 @@
+"""The runtime contract (instances/runtime/contract.py), the same cases against the in-memory
+fake (tests/fakes/runtime.py) and the real Docker engine, so that the fake cannot drift.
+
+The real engine's cases are marked docker and share one container per module: the OpenClaw
+image running a trivial shell loop (no gateway boot), on the module's own network and volume,
+all removed at the end. Only this module's objects are touched (names start with its prefix).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import json
+import tarfile
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from django.conf import settings
+
+from instances.openclaw import config as oc
+from instances.runtime import (
+    PROTOCOL_METHODS,
+    ConfigInvalid,
+    ContainerNotFound,
+    ContainerNotRunning,
+    ContainerSpec,
+    DockerRuntime,
+    ImageMissing,
+    NetworkUnsafe,
+    NotReady,
+    Runtime,
+    RuntimeErrorBase,
+    VolumeNotFound,
+    free_port,
+)
+from instances.runtime.types import MANAGED_LABEL, STATE_DIR
+from tests.fakes.runtime import FakeNetwork, FakeRuntime
+
+MISSING_IMAGE = "clawfleet/openclaw:0.0.0-absent"
+# A process that stays up, answers nothing on 18789 and exits 0 on SIGTERM (within a second).
+IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+SECRET = "gw-" + "s3cret" * 6
+
+
+def image() -> str:
+    return settings.FLEET_OPENCLAW_IMAGE.format(version=settings.FLEET_DEFAULT_VERSION)
+
+
+# --- the two backends ---------------------------------------------------------------------------
+
+
+@dataclass
+class Engine:
+    """One backend plus what the suite needs that the contract does not offer (making a network
+    the contract would never make, reading a network's isolation)."""
+
+    kind: str
+    rt: Runtime
+    prefix: str = field(default_factory=lambda: f"cf-contract-{uuid.uuid4().hex[:8]}")
+
+    def name(self, suffix: str) -> str:
+        return f"{self.prefix}-{suffix}"
+
+    def spec(self, suffix: str = "box", **overrides) -> ContainerSpec:
+        fields = {
+            "name": self.name(suffix),
+            "hostname": self.name(suffix)[-30:].strip("-"),
+            "image": image(),
+            "volume_name": self.name("vol"),
+            "host_port": free_port(),
+            "memory_mb": 256,
+            "cpus": 0.5,
+            "pids_limit": 64,
+            "labels": {"clawfleet.contract": self.prefix},
+            "network": self.name("net"),
+            "command": IDLE,
+        }
+        fields.update(overrides)
+        return ContainerSpec(**fields)
+
+    def make_leaky_network(self, name: str) -> None:
+        """A bridge on which containers may talk to each other (ICC on, Docker's default)."""
+        if self.kind == "docker":
+            self.rt.api.create_network(name, driver="bridge", labels={MANAGED_LABEL: "true"})
+        else:
+            self.rt.networks[name] = FakeNetwork(id="leaky", gateway="172.30.0.1", isolated=False)
+
+    def isolated(self, name: str) -> bool:
+        if self.kind == "docker":
+            net = self.rt.api.inspect_network(name)
+            return net["Options"].get("com.docker.network.bridge.enable_icc") == "false"
+        return self.rt.networks[name].isolated
+
+    def cleanup(self) -> None:
+        if self.kind != "docker":
+            return
+        api = self.rt.api
+        for row in api.containers(all=True, filters={"name": self.prefix}):
+            with contextlib.suppress(Exception):
+                api.remove_container(row["Id"], force=True)
+        for vol in (api.volumes(filters={"name": self.prefix}) or {}).get("Volumes") or []:
+            with contextlib.suppress(Exception):
+                api.remove_volume(vol["Name"], force=True)
+        for net in api.networks(names=[self.prefix]):
+            with contextlib.suppress(Exception):
+                api.remove_network(net["Id"])
+
+
+@pytest.fixture(scope="module", params=["fake", pytest.param("docker", marks=pytest.mark.docker)])
+def engine(request):
+    if request.param == "docker":
+        from tests.fleet_fixtures import connect_runtime
+
+        rt = connect_runtime(settings.FLEET_DOCKER_URL)
+        if not rt.image_exists(image()):
+            pytest.fail(f"{image()} is absent: run images/openclaw/build.sh --all", False)
+        eng = Engine("docker", rt)
+    else:
+        eng = Engine("fake", FakeRuntime())
+    try:
+        yield eng
+    finally:
+        eng.cleanup()
+
+
+@pytest.fixture(scope="module")
+def box(engine):
+    """The module's container (created, not started), with its volume and network."""
+    rt = engine.rt
+    spec = engine.spec()
+    rt.ensure_network(spec.network)
+    rt.ensure_volume(spec.volume_name, {"clawfleet.contract": engine.prefix})
+    info = rt.ensure_container(spec)
+    return spec, info
+
+
+def running(engine, box):
+    spec, _info = box
+    engine.rt.start(spec.name)
+    return spec
+
+
+# --- the shape of the contract ------------------------------------------------------------------
+
+
+def _shape(fn):
+    sig = inspect.signature(fn)
+    return [(p.name, p.kind, p.default) for p in sig.parameters.values()]
+
+
+@pytest.mark.parametrize("backend", [DockerRuntime, FakeRuntime])
+@pytest.mark.parametrize("method", PROTOCOL_METHODS)
+def test_every_backend_provides_every_contract_method_with_its_signature(backend, method):
+    assert callable(getattr(backend, method, None)), f"{backend.__name__} lacks {method}"
+    assert _shape(getattr(backend, method)) == _shape(getattr(Runtime, method))
+
+
+def test_the_contract_lists_what_the_control_plane_calls():
+    assert {"ensure_volume", "write_config", "list_managed", "exec", "export_volume"} <= set(
+        PROTOCOL_METHODS
+    )
+    assert isinstance(FakeRuntime(), Runtime) and isinstance(DockerRuntime(), Runtime)
+
+
+# --- images and volumes -------------------------------------------------------------------------
+
+
+def test_a_missing_image_is_image_missing(engine):
+    rt = engine.rt
+    assert rt.image_exists(image()) and not rt.image_exists(MISSING_IMAGE)
+    rt.ensure_image(image())
+    with pytest.raises(ImageMissing, match="build.sh"):
+        rt.ensure_image(MISSING_IMAGE)
+
+
+def test_ensuring_a_volume_twice_creates_it_once_and_removing_twice_is_fine(engine):
+    rt, name = engine.rt, engine.name("once")
+    assert not rt.volume_exists(name)
+    assert rt.ensure_volume(name, {"clawfleet.contract": engine.prefix}) is True
+    assert rt.ensure_volume(name, {"clawfleet.contract": engine.prefix}) is False
+    assert rt.volume_exists(name)
+    rt.remove_volume(name)
+    rt.remove_volume(name)
+    assert not rt.volume_exists(name)
+
+
+# --- containers ---------------------------------------------------------------------------------
+
+
+def test_ensure_container_converges_and_matches_its_spec(engine, box):
+    rt, (spec, first) = engine.rt, box
+    assert first.status == "created" and not first.running and first.exit_code is None
+    again = rt.ensure_container(spec)
+    assert again.id == first.id and again.matches(spec)
+    other = ContainerSpec(**{**spec.__dict__, "memory_mb": 512})
+    assert not again.matches(other)
+    assert rt.ensure_container(other).id == first.id  # an existing one is left as it is
+    assert first.labels["clawfleet.contract"] == engine.prefix
+    assert first.labels[MANAGED_LABEL] == "true" and first.host_port == spec.host_port
+
+
+def test_ensure_container_refuses_a_missing_image_a_missing_volume_and_a_bad_spec(engine):
+    rt = engine.rt
+    with pytest.raises(ImageMissing):
+        rt.ensure_container(engine.spec("noimage", image=MISSING_IMAGE))
+    with pytest.raises(VolumeNotFound):
+        rt.ensure_container(engine.spec("novolume", volume_name=engine.name("absent")))
+    with pytest.raises(ValueError, match="secrets must not go in container env"):
+        rt.ensure_container(engine.spec("secret", env={"MY_API_KEY": "x"}))
+    assert rt.inspect(engine.name("noimage")) is None
+    assert rt.inspect(engine.name("novolume")) is None
+
+
+def test_list_managed_finds_the_container_by_label(engine, box):
+    spec, info = box
+    mine = [c for c in engine.rt.list_managed() if c.labels.get("clawfleet.contract")]
+    assert [(c.name, c.id) for c in mine] == [(spec.name, info.id)]
+    assert mine[0].spec_hash == spec.spec_hash() and mine[0].image == spec.image
+    assert mine[0].host_port is None  # summary data: the published port shows while running
+
+
+def test_start_stop_restart_converge(engine, box):
+    rt, (spec, _info) = engine.rt, box
+    rt.start(spec.name)
+    rt.start(spec.name)
+    assert rt.inspect(spec.name).running
+    rt.stop(spec.name, timeout=10)
+    rt.stop(spec.name, timeout=10)
+    stopped = rt.inspect(spec.name)
+    assert (stopped.status, stopped.running, stopped.exit_code) == ("exited", False, 0)
+    rt.restart(spec.name, timeout=10)  # a stopped container is started
+    assert rt.inspect(spec.name).running
+    rt.restart(spec.name, timeout=10)
+    assert rt.inspect(spec.name).running
+    listed = {c.name: c for c in rt.list_managed()}
+    assert listed[spec.name].running and listed[spec.name].status == "running"
+    assert listed[spec.name].host_port == spec.host_port
+
+
+def test_a_missing_container_gives_the_documented_results(engine):
+    rt, name = engine.rt, engine.name("ghost")
+    assert rt.inspect(name) is None
+    rt.stop(name)
+    rt.remove(name)
+    for call in (rt.start, rt.restart, rt.logs_tail):
+        with pytest.raises(ContainerNotFound):
+            call(name)
+    with pytest.raises(ContainerNotFound):
+        rt.exec(name, ["true"])
+    with pytest.raises(ContainerNotFound):
+        rt.exec_stream(name, ["true"])
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def test_exec_reports_exit_codes_and_output(engine, box):
+    rt = engine.rt
+    spec = running(engine, box)
+    assert rt.exec(spec.name, ["echo", "hello", "contract"]) == (0, b"hello contract\n", b"")
+    assert rt.exec(spec.name, ["id", "-u"])[:2] == (0, b"1000\n")
+    assert rt.exec(spec.name, ["false"])[0] == 1
+    code, _out, err = rt.exec(spec.name, ["no-such-program-here"])
+    assert code == 127 and b"no-such-program-here" in err
+    code, out, err = rt.exec(spec.name, ["cat", "/tmp/absent-file"])
+    assert code == 1 and out == b"" and b"No such file" in err
+    assert isinstance(rt.logs_tail(spec.name, 10), str)
+
+
+def test_exec_streams_large_output_and_fails_at_the_end(engine, box):
+    rt = engine.rt
+    spec = running(engine, box)
+    rt.write_file(spec.volume_name, image(), "stream.bin", b"x" * 300_000)
+    data = b"".join(rt.exec_stream(spec.name, ["cat", f"{STATE_DIR}/stream.bin"]))
+    assert data == b"x" * 300_000
+    with pytest.raises(RuntimeErrorBase, match="exited 1"):
+        b"".join(rt.exec_stream(spec.name, ["cat", "/tmp/absent-file"]))
+
+
+def test_exec_in_a_stopped_container_is_not_running(engine, box):
+    rt, (spec, _info) = engine.rt, box
+    rt.stop(spec.name, timeout=10)
+    with pytest.raises(ContainerNotRunning):
+        rt.exec(spec.name, ["true"])
+    with pytest.raises(ContainerNotRunning):
+        rt.exec_stream(spec.name, ["true"])
+    rt.start(spec.name)
+
+
+# --- files in a volume --------------------------------------------------------------------------
+
+
+def test_a_file_written_into_a_volume_reads_back_and_is_seen_by_the_container(engine, box):
+    rt, img = engine.rt, image()
+    spec = running(engine, box)
+    volume = spec.volume_name
+    assert rt.read_file(volume, img, "contract.txt") is None
+    rt.write_file(volume, img, "contract.txt", b"first\n")
+    rt.write_file(volume, img, "contract.txt", b"second\n")  # replaced, not appended
+    assert rt.read_file(volume, img, "contract.txt") == b"second\n"
+    assert rt.read_file(volume, img, f"{STATE_DIR}/contract.txt") == b"second\n"
+    assert rt.exec(spec.name, ["cat", f"{STATE_DIR}/contract.txt"])[:2] == (0, b"second\n")
+    with pytest.raises(ValueError, match="not inside the state volume"):
+        rt.read_file(volume, img, "../../../etc/passwd")
+    with pytest.raises(VolumeNotFound):
+        rt.read_file(engine.name("absent"), img, "contract.txt")
+    with pytest.raises(VolumeNotFound):
+        rt.write_file(engine.name("absent"), img, "contract.txt", b"x")
+
+
+def test_a_command_in_a_volume_sees_it_and_the_files_handed_to_it(engine, box):
+    rt, img, (spec, _info) = engine.rt, image(), box
+    volume = spec.volume_name
+    rt.write_file(volume, img, "helper.txt", b"from the volume\n")
+    assert rt.run_in_volume(volume, img, ["cat", f"{STATE_DIR}/helper.txt"])[:2] == (
+        0,
+        b"from the volume\n",
+    )
+    code, out, _err = rt.run_in_volume(
+        volume,
+        img,
+        ["cat", "/tmp/handed/in.txt", f"{STATE_DIR}/kept.txt"],
+        files={"/tmp/handed/in.txt": b"scratch,", "kept.txt": io.BytesIO(b"kept")},
+    )
+    assert (code, out) == (0, b"scratch,kept")
+    assert rt.read_file(volume, img, "kept.txt") == b"kept"  # volume files persist
+    assert rt.run_in_volume(volume, img, ["cat", "/tmp/handed/in.txt"])[0] == 1  # scratch not
+    assert rt.run_in_volume(volume, img, ["no-such-program-here"])[0] == 127
+    with pytest.raises(VolumeNotFound):
+        rt.run_in_volume(engine.name("absent"), img, ["true"])
+    with pytest.raises(ImageMissing):
+        rt.run_in_volume(volume, MISSING_IMAGE, ["true"])
+
+
+def test_export_and_import_round_trip_and_converge(engine, box):
+    rt, img, (spec, _info) = engine.rt, image(), box
+    rt.write_file(spec.volume_name, img, "round.txt", b"trip")
+    raw = b"".join(rt.export_volume(spec.volume_name, img))
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["./round.txt"].uid == 1000 and members["./round.txt"].mode & 0o777 == 0o600
+    copy = engine.name("copy")
+    rt.import_volume(copy, img, raw)
+    rt.write_file(copy, img, "extra.txt", b"only in the copy")
+    rt.import_volume(copy, img, io.BytesIO(raw))  # again: replaces (extra.txt goes), converges
+    assert rt.read_file(copy, img, "round.txt") == b"trip"
+    assert rt.read_file(copy, img, "extra.txt") is None
+    rt.import_volume(copy, img, iter([raw]), clear=False)
+    assert rt.read_file(copy, img, "round.txt") == b"trip"
+    second = engine.name("copy2")
+    rt.copy_volume(copy, second, img)
+    assert rt.read_file(second, img, "round.txt") == b"trip"
+    for volume in (copy, second):
+        rt.remove_volume(volume)
+    with pytest.raises(VolumeNotFound):
+        rt.export_volume(engine.name("absent"), img)
+
+
+def test_write_config_merges_owned_paths_converges_and_refuses_an_invalid_file(engine):
+    rt, img, volume = engine.rt, image(), engine.name("config")
+    rt.ensure_volume(volume, {"clawfleet.contract": engine.prefix})
+    params = {
+        "gateway_token": SECRET,
+        "provider_id": "contract",
+        "base_url": "http://127.0.0.1:9/v1",  # never contacted: nothing runs the gateway
+        "api_key": "k",
+        "model_id": "m",
+        "model_name": "M",
+        "prices": {"input": 1, "output": 2},
+        "context_window": 1000,
+        "max_tokens": 100,
+    }
+    owned = oc.owned_paths("contract")
+    desired = oc.build_config(**params)
+    assert rt.write_config(volume, img, desired, owned, validate=False) is True
+    assert rt.write_config(volume, img, desired, owned, validate=False) is False
+    assert json.loads(rt.read_file(volume, img, "openclaw.json")) == desired
+    # Someone else changes a path we do not own; we change one we own.
+    user = json.loads(rt.read_file(volume, img, "openclaw.json"))
+    user["gateway"]["controlUi"] = {"allowedOrigins": ["https://portal.invalid"]}
+    rt.write_file(volume, img, "openclaw.json", json.dumps(user).encode())
+    maintenance = {"mode": "enforce", "pruneAfter": "45d", "maxEntries": 4000}
+    changed = oc.build_config(**{**params, "session_maintenance": maintenance})
+    assert rt.write_config(volume, img, changed, owned, secrets=[SECRET]) is True
+    current = json.loads(rt.read_file(volume, img, "openclaw.json"))
+    assert current["session"]["maintenance"] == maintenance
+    assert current["gateway"]["controlUi"] == {"allowedOrigins": ["https://portal.invalid"]}
+    # OpenClaw refuses a port that is not a number: the old file stays.
+    broken = json.loads(json.dumps(changed))
+    broken["gateway"]["port"] = "not-a-port"
+    with pytest.raises(ConfigInvalid) as caught:
+        rt.write_config(volume, img, broken, owned, secrets=[SECRET])
+    assert SECRET not in str(caught.value)
+    assert json.loads(rt.read_file(volume, img, "openclaw.json")) == current
+    rt.remove_volume(volume)
+
+
+# --- health -------------------------------------------------------------------------------------
+
+
+def test_probe_and_wait_ready_report_a_container_that_serves_nothing(engine, box):
+    rt = engine.rt
+    spec = running(engine, box)
+    assert rt.probe(spec.host_port) == {"healthz": False, "readyz": False}
+    assert rt.probe(free_port()) == {"healthz": False, "readyz": False}
+    with pytest.raises(NotReady, match="not ready after"):
+        rt.wait_ready(spec.host_port, 3, name=spec.name, interval=0.5)
+    rt.stop(spec.name, timeout=10)
+    with pytest.raises(NotReady, match="container stopped") as caught:
+        rt.wait_ready(spec.host_port, 60, name=spec.name, interval=0.5)
+    assert caught.value.info is not None and not caught.value.info.running
+    rt.start(spec.name)
+
+
+# --- networks -----------------------------------------------------------------------------------
+
+
+def test_ensure_network_converges_with_inter_container_traffic_off(engine, box):
+    rt, (spec, _info) = engine.rt, box
+    gateway = rt.ensure_network(spec.network)
+    assert rt.ensure_network(spec.network) == gateway == rt.network_gateway(spec.network)
+    assert engine.isolated(spec.network)
+    with pytest.raises(RuntimeErrorBase):
+        rt.network_gateway(engine.name("no-net"))
+    rt.remove_network(engine.name("no-net"))
+
+
+def test_ensure_network_replaces_a_leaky_network_nobody_uses(engine):
+    rt, name = engine.rt, engine.name("leaky")
+    engine.make_leaky_network(name)
+    assert not engine.isolated(name)
+    rt.ensure_network(name)
+    assert engine.isolated(name)
+    rt.remove_network(name)
+    rt.remove_network(name)
+
+
+def test_ensure_network_refuses_a_leaky_network_with_a_running_container(engine, box):
+    rt, (box_spec, _info) = engine.rt, box
+    name = engine.name("leaky-used")
+    engine.make_leaky_network(name)
+    spec = engine.spec("on-leaky", network=name, volume_name=box_spec.volume_name)
+    rt.ensure_container(spec)
+    rt.start(spec.name)
+    try:
+        with pytest.raises(NetworkUnsafe, match=spec.name):
+            rt.ensure_network(name)
+        assert not engine.isolated(name)  # left as it was: the container keeps its network
+        assert rt.inspect(spec.name).running
+    finally:
+        rt.remove(spec.name)
+    rt.ensure_network(name)  # nobody on it any more: replaced
+    assert engine.isolated(name)
+    rt.remove_network(name)
+
+
+# --- removal (last: the module's container goes) ------------------------------------------------
+
+
+def test_remove_converges_and_keeps_the_volume(engine, box):
+    rt, (spec, _info) = engine.rt, box
+    rt.start(spec.name)
+    with pytest.raises(RuntimeErrorBase):
+        rt.remove(spec.name, force=False)  # running: refused without force
+    rt.remove(spec.name)
+    rt.remove(spec.name)
+    assert rt.inspect(spec.name) is None
+    assert spec.name not in [c.name for c in rt.list_managed()]
+    assert rt.volume_exists(spec.volume_name)
+    rt.remove_volume(spec.volume_name)
+    rt.remove_network(spec.network)
