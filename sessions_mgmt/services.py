@@ -56,6 +56,7 @@ from django.utils import timezone
 
 from accounts import roles
 from accounts.services import SYSTEM, Actor, audit
+from instances import gateway_calls
 from instances.models import Instance, InstanceEvent, Operation
 from instances.openclaw.client import InstanceUnavailable, OpenClawClient, OpenClawError, ms_to_dt
 from instances.operations import OperationError, operation_request, step
@@ -95,9 +96,9 @@ UPSERT_FIELDS = [
 ]
 
 
-def client_for(instance: Instance) -> OpenClawClient:
+def client_for(instance: Instance, **kwargs) -> OpenClawClient:
     """The OpenClaw client of an instance (tests replace this with a fake)."""
-    return OpenClawClient.for_instance(instance)
+    return OpenClawClient.for_instance(instance, **kwargs)
 
 
 def runtime_for_instance(instance: Instance):
@@ -303,8 +304,15 @@ def transcript_page(*, instance: Instance, session_key: str, before=None, limit:
         offset = int(before) if before not in (None, "") else None
     except (TypeError, ValueError):
         offset = None
+    # A web request waits on the tenant's own process: one of the organization's few slots, a
+    # short timeout and no retries (instances/gateway_calls.py), so a hung gateway stalls only
+    # its own owner's page.
     try:
-        return client_for(instance).history(session_key, offset=offset, limit=limit)
+        with gateway_calls.slot(instance.organization_id):
+            client = client_for(instance, timeout=int(gateway_calls.timeout()))
+            return client.history(session_key, offset=offset, limit=limit, retries=0)
+    except gateway_calls.GatewayBusy as exc:
+        raise TranscriptUnavailable(exc.public) from exc
     except InstanceUnavailable as exc:
         raise TranscriptUnavailable("The instance is not answering right now.") from exc
 

@@ -342,12 +342,12 @@ class OpenClawClient:
         self.timeout = timeout
 
     @classmethod
-    def for_instance(cls, instance) -> OpenClawClient:
+    def for_instance(cls, instance, *, timeout: int = CALL_TIMEOUT) -> OpenClawClient:
         from instances.runtime import runtime_for
 
         if instance.host is None:
             raise InstanceUnavailable("The instance has no host.")
-        return cls(runtime_for(instance.host), instance.container_name)
+        return cls(runtime_for(instance.host), instance.container_name, timeout=timeout)
 
     # low level
 
@@ -457,11 +457,11 @@ class OpenClawClient:
                 found[key] = rows[key]
         return found
 
-    def history(self, key: str, *, offset: int | None = None, limit: int = 50):
+    def history(self, key: str, *, offset: int | None = None, limit: int = 50, retries: int = 2):
         params: dict = {"sessionKey": key, "limit": int(limit)}
         if offset:
             params["offset"] = int(offset)
-        return parse_history(self.call("chat.history", params))
+        return parse_history(self.call("chat.history", params, retries=retries))
 
     def archive(self, keys: list[str]) -> dict[str, str]:
         return self._lifecycle("archive", keys)

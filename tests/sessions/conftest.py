@@ -50,7 +50,7 @@ def charlie_instance(charlie_org, host):
 def fake_openclaw(monkeypatch):
     fakes: dict = {}
 
-    def client_for(instance):
+    def client_for(instance, **kwargs):
         return fakes.setdefault(instance.pk, FakeOpenClaw())
 
     monkeypatch.setattr(services, "client_for", client_for)

@@ -12,7 +12,7 @@ class HistoryClient:
     def __init__(self):
         self.asked = []
 
-    def history(self, key, *, offset=None, limit=50):
+    def history(self, key, *, offset=None, limit=50, **kwargs):
         self.asked.append((key, offset, limit))
         return [
             Message(id="1", role="user", text="hello there", at=None)
@@ -22,7 +22,7 @@ class HistoryClient:
 @pytest.fixture
 def history(monkeypatch):
     client = HistoryClient()
-    monkeypatch.setattr(services, "client_for", lambda instance: client)
+    monkeypatch.setattr(services, "client_for", lambda instance, **kwargs: client)
     return client
 
 
