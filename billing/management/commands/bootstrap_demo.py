@@ -1,4 +1,7 @@
-"""Create (or refresh) the demo staff user `make run` prints, with a ready-to-deploy workspace."""
+"""Create (or refresh) the demo staff user `make run` prints, with a ready-to-deploy workspace.
+
+It lives in billing because it composes accounts (the user) and billing (a comped plan), and
+billing is the higher of the two in the app chain (docs/architecture.md)."""
 
 import os
 import secrets
@@ -41,8 +44,9 @@ class Command(BaseCommand):
     def _comp_subscription(self, org):
         """The demo workspace gets a complimentary subscription so it can deploy at once."""
         from accounts.services import SYSTEM
-        from billing.models import Plan
-        from billing.services import subscription_comp
+
+        from ...models import Plan
+        from ...services import subscription_comp
 
         plan = Plan.objects.filter(is_active=True).order_by("-max_instances").first()
         if plan is not None:
