@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from instances.models import Instance
+
 from .models import Backup, Session
+
+# An instance needs a backup when its newest good backup finished (never backed up: when it was
+# created) more than BACKUP_MAX_AGE ago: the nightly run has had its chance and missed it.
+BACKUP_MAX_AGE = timedelta(hours=26)
+# Not backed up at all: not deployed yet (nothing to copy), or deleted.
+NOT_BACKED_UP = (
+    Instance.Status.PENDING,
+    Instance.Status.DEPLOYING,
+    Instance.Status.DELETED,
+    Instance.Status.PURGED,
+)
+
+
+def needs_backup(queryset: QuerySet[Instance], *, now=None) -> QuerySet[Instance]:
+    """The one rule of "which instances need a backup", as a filter over `queryset`.
+
+    An instance is backed up when it is deployed and live (it has a host; its status is not
+    pending, deploying, deleted or purged), running or not (a stopped one gets a cold copy). It
+    needs a backup at `now` when it has no succeeded backup finished in the BACKUP_MAX_AGE
+    before `now` and is older than that (one deployed an hour ago has not had its nightly run).
+
+    Used by the nightly run (asked at the end of the coming cycle: every instance that would be
+    overdue by then without tonight's backup), the freshness alert and the admin's overdue
+    filter and overview (asked at the present: overdue now), so the three always agree.
+    """
+    cutoff = (now or timezone.now()) - BACKUP_MAX_AGE
+    fresh = Backup.objects.filter(instance=OuterRef("pk"), state=Backup.State.SUCCEEDED).filter(
+        Q(finished_at__gte=cutoff) | Q(finished_at__isnull=True, created_at__gte=cutoff)
+    )
+    return (
+        queryset.filter(host__isnull=False, created_at__lt=cutoff)
+        .exclude(status__in=NOT_BACKED_UP)
+        .exclude(Exists(fresh))
+    )
+
 
 SORTS = {
     "recent": [F("last_activity_at").desc(nulls_last=True), "-id"],

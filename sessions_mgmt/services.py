@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 FULL_SYNC_SECONDS = 3600
 UPSERT_BATCH = 1000
-FRESHNESS_HOURS = 26
+FRESHNESS_HOURS = 26  # selectors.BACKUP_MAX_AGE, in hours (the alert's wording)
 PRERESTORE_KEEP_DAYS = int(os.environ.get("FLEET_PRERESTORE_KEEP_DAYS", "7"))
 HOT_BACKUP_DIR = "/tmp/clawfleet-backup"  # noqa: S108 - inside the container, not here
 STATE_PREFIX = "home/node/.openclaw"
@@ -726,18 +726,16 @@ def apply_retention(*, instance: Instance, now=None) -> int:
 
 
 def check_backup_freshness(*, now=None) -> list[Instance]:
-    """Running instances without a good backup for FRESHNESS_HOURS: an InstanceEvent
+    """Instances that need a backup (selectors.needs_backup, the rule the nightly run and the
+    admin use too; running or stopped) without a good one for FRESHNESS_HOURS: an InstanceEvent
     "backup_overdue", an audit row and an email to the organization's billing address (at most
     once a day per instance)."""
+    from .selectors import needs_backup
+
     now = now or timezone.now()
-    since = now - timedelta(hours=FRESHNESS_HOURS)
     overdue = []
-    running = Instance.objects.filter(status=Instance.Status.RUNNING, created_at__lt=since)
-    for instance in running.select_related("organization"):
-        if Backup.objects.filter(
-            instance=instance, state=Backup.State.SUCCEEDED, created_at__gte=since
-        ).exists():
-            continue
+    candidates = needs_backup(Instance.objects.all(), now=now).order_by("created_at")
+    for instance in candidates.select_related("organization"):
         if InstanceEvent.objects.filter(
             instance=instance, kind="backup_overdue", created_at__gte=now - timedelta(hours=24)
         ).exists():

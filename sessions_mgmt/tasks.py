@@ -68,12 +68,13 @@ def nightly_backups(date_iso: str | None = None) -> int:
     """Beat (02:00): one nightly backup per live instance, FLEET_BACKUP_CONCURRENCY at a time;
     also removes pre-restore volumes whose grace period is over."""
     from . import services
+    from .selectors import BACKUP_MAX_AGE, needs_backup
 
-    date_iso = date_iso or timezone.now().date().isoformat()
+    now = timezone.now()
+    date_iso = date_iso or now.date().isoformat()
+    # Every instance that would be overdue by the end of the coming cycle without tonight's run.
     ids = list(
-        Instance.objects.filter(host__isnull=False)
-        .exclude(status__in=[Instance.Status.DELETED, Instance.Status.PURGED])
-        .exclude(status__in=[Instance.Status.PENDING, Instance.Status.DEPLOYING])
+        needs_backup(Instance.objects.all(), now=now + BACKUP_MAX_AGE)
         .order_by("created_at")
         .values_list("pk", flat=True)
     )
