@@ -21,6 +21,13 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture(autouse=True)
+def _no_dns_for_made_up_names(settings):
+    """Deploy validation resolves a custom endpoint's host name (instances/egress.py); tests use
+    made-up names, and no test may send a DNS query off this machine."""
+    settings.FLEET_EGRESS_RESOLVE_NAMES = False
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(settings):
     """Each test gets its own cache prefix, so rate-limit counters never leak between tests."""
     import uuid
