@@ -36,14 +36,14 @@ def reconcile_fleet():
     from .models import Host
 
     operations.resume_stranded()
-    _check_egress_firewall()
+    check_egress_firewall()
     host_ids = list(Host.objects.filter(is_active=True).values_list("pk", flat=True))
     for host_id in host_ids:
         reconcile_host_task.delay(host_id)
     return len(host_ids)
 
 
-def _check_egress_firewall() -> None:
+def check_egress_firewall() -> None:
     """The tenant firewall of the local engine is re-checked every pass and repaired when a
     rule went missing (an engine restart rewrites iptables; a person flushed a chain)."""
     from . import egress

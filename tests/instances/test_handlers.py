@@ -357,3 +357,19 @@ def test_every_status_change_is_recorded_as_a_transition(org, rt):
         ("running", "starting"),
         ("starting", "running"),
     ]
+
+
+def test_the_reconcile_beat_repairs_a_drifted_egress_firewall(monkeypatch, caplog):
+    """A rule that went missing (an engine restart rewrites iptables) is noticed and repaired
+    on the next reconcile pass (the firewall itself is proven in tests/security)."""
+    from instances import egress, tasks
+
+    calls = []
+    monkeypatch.setattr(egress, "verify", lambda: ["IPv4: chain CLAWFLEET-F-br0 is missing"])
+    monkeypatch.setattr(egress, "repair", lambda: calls.append("repair") or [])
+    tasks.check_egress_firewall()
+    assert calls == ["repair"]
+    assert "chain CLAWFLEET-F-br0 is missing" in caplog.text
+    monkeypatch.setattr(egress, "verify", lambda: [])
+    tasks.check_egress_firewall()
+    assert calls == ["repair"]  # nothing to repair: nothing done
