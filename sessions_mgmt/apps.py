@@ -7,11 +7,20 @@ class SessionsMgmtConfig(AppConfig):
     verbose_name = "Sessions and backups"
 
     def ready(self):
-        # Operations of kinds backup, restore and prune run through instances' framework.
-        from instances.operations import register_handler
+        # What instances asks of this app, without importing it (fleet/hooks.py): the operation
+        # kinds backup, restore and prune run through its framework; a backup before a risky
+        # change; a session sync once an operation leaves a gateway ready; no backup row left
+        # "running" by an operation that ended.
+        from fleet import hooks
 
-        from . import services
+        from . import billing_hooks, handlers
+        from .services import backups, mirror
 
-        register_handler("backup", services.handle_backup)
-        register_handler("restore", services.handle_restore)
-        register_handler("prune", services.handle_prune)
+        handlers.register_all()
+        billing_hooks.register()
+        hooks.register("backup.create", backups.backup_for_operation)
+        hooks.register("instance.ready", mirror.queue_sync_after_ready)
+        hooks.register("operation.finished", backups.close_unfinished_backups)
+        from . import billing_hooks  # billing's session usage snapshot (fleet/hooks.py)
+
+        billing_hooks.register()

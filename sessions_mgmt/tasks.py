@@ -4,7 +4,9 @@ Bounded fan-out: a coordinator splits the instances into N lanes (N = FLEET_BACK
 and sends each lane as one Celery chain of per-instance tasks. A chain runs its tasks one after
 another, so at most N backups (or prunes) run at once however many workers listen, and a lane's
 task never raises (failures are recorded on the Backup or Operation row), so one broken instance
-never stops the rest of its lane.
+never stops the rest of its lane. Backups and prunes are Operations run inline in their lane:
+they take the instance's one-active-operation lock like every other long action, so a nightly
+backup never overlaps a restore or an upgrade (a busy instance's task waits and retries).
 """
 
 from __future__ import annotations
@@ -51,24 +53,26 @@ def sync_all_sessions() -> int:
 
 
 @shared_task(soft_time_limit=600, time_limit=660, **COMMON)
-def sync_instance_sessions_task(instance_id: str) -> None:
-    from . import services
+def sync_instance_sessions_task(instance_id: str, full: bool | None = None) -> None:
+    """One instance's sync (the beat's, or the full one queued when an operation left the
+    instance ready: the "instance.ready" hook)."""
+    from .services import mirror
 
     instance = Instance.objects.select_related("host").filter(pk=instance_id).first()
     if instance is None:
         return
     try:
-        services.sync_instance_sessions(instance=instance)
+        mirror.sync_instance_sessions(instance=instance, full=full)
     except Exception as exc:  # noqa: BLE001 - the next beat tries again; one line, no storm
         log.warning("session sync failed for %s: %s", instance_id, type(exc).__name__)
 
 
 @shared_task(soft_time_limit=600, time_limit=660, **COMMON)
 def nightly_backups(date_iso: str | None = None) -> int:
-    """Beat (02:00): one nightly backup per live instance, FLEET_BACKUP_CONCURRENCY at a time;
-    also removes pre-restore volumes whose grace period is over."""
-    from . import services
+    """Beat (02:00): one nightly backup per instance that needs one, FLEET_BACKUP_CONCURRENCY at
+    a time; also removes pre-restore volumes whose grace period is over."""
     from .selectors import BACKUP_MAX_AGE, needs_backup
+    from .services import restore
 
     now = timezone.now()
     date_iso = date_iso or now.date().isoformat()
@@ -79,39 +83,72 @@ def nightly_backups(date_iso: str | None = None) -> int:
         .values_list("pk", flat=True)
     )
     try:
-        services.remove_expired_prerestore_volumes()
+        restore.remove_expired_prerestore_volumes()
     except Exception as exc:  # noqa: BLE001
         log.warning("pre-restore volume cleanup failed: %s", type(exc).__name__)
     return _fan_out(nightly_backup_task, ids, date_iso)
 
 
-@shared_task(soft_time_limit=1800, time_limit=1900, **COMMON)
-def nightly_backup_task(instance_id: str, date_iso: str) -> None:
+# An instance busy with another operation (a restore, an upgrade...) when its nightly backup comes:
+# the task waits and tries again, NIGHTLY_BUSY_RETRIES times NIGHTLY_BUSY_COUNTDOWN seconds apart
+# (its lane waits with it, so the concurrency bound holds), then gives up for the night (the
+# freshness alert reports an instance that stays without a backup).
+NIGHTLY_BUSY_RETRIES = 6
+NIGHTLY_BUSY_COUNTDOWN = 300
+
+
+def run_nightly_backup(instance_id: str, date_iso: str) -> str:
+    """One instance's nightly backup as an Operation (kind backup), run inline in the lane.
+    Returns what happened: "done" (the operation ran; a failure is on its row and the Backup's),
+    "exists" (tonight's backup is there already), "busy" (another operation holds the instance:
+    nothing was started) or "gone". Never raises for a failed backup."""
     from datetime import date
 
-    from . import services
+    from instances.operations import OperationInProgress, run_operation
+
+    from .models import Backup
+    from .services import backups
 
     instance = Instance.objects.select_related("host", "organization").filter(pk=instance_id)
     instance = instance.first()
-    if instance is None:
-        return
+    if instance is None or not instance.is_live:
+        return "gone"
+    night = date.fromisoformat(date_iso)
+    if Backup.objects.filter(instance=instance, nightly_date=night).exists():
+        return "exists"
     try:
-        services.nightly_backup(instance=instance, nightly_date=date.fromisoformat(date_iso))
-    except Exception as exc:  # noqa: BLE001 - recorded on the Backup row
-        log.warning("nightly backup failed for %s: %s", instance_id, type(exc).__name__)
+        op = backups.nightly_backup_request(instance=instance, nightly_date=night)
+    except OperationInProgress:
+        return "busy"
     try:
-        services.apply_retention(instance=instance)
+        run_operation(op.pk)
+    except Exception as exc:  # noqa: BLE001 - one broken instance never stops its lane
+        log.warning("nightly backup of %s failed: %s", instance_id, type(exc).__name__)
+    try:
+        backups.apply_retention(instance=instance)
     except Exception as exc:  # noqa: BLE001
         log.warning("backup retention failed for %s: %s", instance_id, type(exc).__name__)
+    return "done"
+
+
+@shared_task(bind=True, soft_time_limit=1800, time_limit=1900, **COMMON)
+def nightly_backup_task(self, instance_id: str, date_iso: str) -> str:
+    outcome = run_nightly_backup(instance_id, date_iso)
+    if outcome == "busy":
+        if self.request.retries < NIGHTLY_BUSY_RETRIES:
+            log.info("nightly backup of %s waits: an operation is in progress", instance_id)
+            raise self.retry(countdown=NIGHTLY_BUSY_COUNTDOWN, max_retries=NIGHTLY_BUSY_RETRIES)
+        log.warning("nightly backup of %s skipped: the instance stayed busy", instance_id)
+    return outcome
 
 
 @shared_task(soft_time_limit=600, time_limit=660, **COMMON)
 def nightly_prune() -> int:
     """Beat (03:00): prune every running instance with something to prune, in lanes."""
-    from . import services
+    from .services import retention
 
     ids = [
-        pk for pk in _running_ids() if services.prune_preview(instance=Instance.objects.get(pk=pk))
+        pk for pk in _running_ids() if retention.prune_preview(instance=Instance.objects.get(pk=pk))
     ]
     return _fan_out(prune_instance_task, ids)
 
@@ -122,14 +159,14 @@ def prune_instance_task(instance_id: str) -> None:
     from accounts.services import SYSTEM
     from instances.operations import OperationInProgress, run_operation
 
-    from . import services
+    from .services import retention
 
     instance = Instance.objects.select_related("host", "organization").filter(pk=instance_id)
     instance = instance.first()
     if instance is None:
         return
     try:
-        op = services.prune_sessions(actor=SYSTEM, instance=instance, enqueue=False)
+        op = retention.prune_sessions(actor=SYSTEM, instance=instance, enqueue=False)
     except OperationInProgress:
         log.info("nightly prune of %s skipped: an operation is in progress", instance_id)
         return
@@ -138,7 +175,8 @@ def prune_instance_task(instance_id: str) -> None:
 
 @shared_task(soft_time_limit=600, time_limit=660, **COMMON)
 def check_backup_freshness() -> int:
-    """Beat (hourly): alert on running instances without a good backup for 26 hours."""
-    from . import services
+    """Beat (hourly): alert on instances that need a backup (selectors.needs_backup: no good
+    backup for 26 hours)."""
+    from .services import backups
 
-    return len(services.check_backup_freshness())
+    return len(backups.check_backup_freshness())

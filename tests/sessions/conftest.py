@@ -1,7 +1,7 @@
 import pytest
 
 from instances.models import Host, Instance
-from sessions_mgmt import services
+from sessions_mgmt.services import access
 
 from .helpers import FakeOpenClaw
 
@@ -53,7 +53,7 @@ def fake_openclaw(monkeypatch):
     def client_for(instance, **kwargs):
         return fakes.setdefault(instance.pk, FakeOpenClaw())
 
-    monkeypatch.setattr(services, "client_for", client_for)
+    monkeypatch.setattr(access, "client_for", client_for)
 
     def get(instance):
         return client_for(instance)

@@ -1,4 +1,4 @@
-"""Fakes for unit tests: an OpenClaw client over an in-memory session store, a runtime."""
+"""Fakes for unit tests: an OpenClaw client over an in-memory session store."""
 
 from __future__ import annotations
 
@@ -108,16 +108,3 @@ class FakeOpenClaw:
             self.sessions.pop(k, None)
         return dict.fromkeys(keys, "deleted")
 
-
-class ExplodingRuntime:
-    """A runtime that records any use: a refused restore must not touch the engine."""
-
-    def __init__(self):
-        self.used: list[str] = []
-
-    def __getattr__(self, name):
-        def record(*args, **kwargs):
-            self.used.append(name)
-            raise AssertionError(f"runtime.{name} called")
-
-        return record

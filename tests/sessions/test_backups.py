@@ -13,9 +13,9 @@ from accounts.services import SYSTEM
 from instances.models import InstanceEvent, Operation
 from instances.operations import run_operation
 from sessions_mgmt import backup_store, services
+from sessions_mgmt.services import backups, restore
 from sessions_mgmt.models import Backup
 
-from .helpers import ExplodingRuntime
 
 
 def _cold_tgz() -> bytes:
@@ -60,7 +60,7 @@ def test_two_nightly_runs_at_once_make_exactly_one_backup_per_instance(alice_ins
         Backup.objects.filter(pk=backup.pk).update(state=Backup.State.SUCCEEDED)
         return backup
 
-    monkeypatch.setattr(services, "backup_create_now", fake_create_now)
+    monkeypatch.setattr(backups, "backup_create_now", fake_create_now)
     barrier = threading.Barrier(2)
     errors = []
 
@@ -86,15 +86,10 @@ def test_two_nightly_runs_at_once_make_exactly_one_backup_per_instance(alice_ins
     assert Backup.objects.filter(instance=alice_instance).count() == 1
 
 
-def test_a_failed_backup_is_marked_failed_and_raises(alice_instance, monkeypatch):
+def test_a_failed_backup_is_marked_failed_and_raises(alice_instance, fake_runtime):
     from instances.operations import OperationError
 
-    class BrokenRuntime:
-        def inspect(self, name):
-            raise RuntimeError("engine down")
-
-    monkeypatch.setattr(services, "runtime_for_instance", lambda i: BrokenRuntime())
-    monkeypatch.setattr(services, "image_for_instance", lambda i: "img")
+    fake_runtime.errors["inspect"] = RuntimeError("engine down")
     with pytest.raises(OperationError):
         services.backup_create_now(instance=alice_instance, kind=Backup.Kind.MANUAL)
     b = Backup.objects.get()
@@ -102,20 +97,18 @@ def test_a_failed_backup_is_marked_failed_and_raises(alice_instance, monkeypatch
 
 
 def test_a_corrupted_backup_is_refused_by_its_checksum_and_nothing_changes(
-    alice_instance, monkeypatch
+    alice_instance, fake_runtime
 ):
     backup = _stored_backup(alice_instance)
     path = backup_store.backup_storage().path(backup.storage_name)
     with open(path, "r+b") as fh:
         fh.seek(30)
         fh.write(b"\xff\xff")
-    runtime = ExplodingRuntime()
-    monkeypatch.setattr(services, "runtime_for_instance", lambda i: runtime)
     op = services.restore_request(actor=SYSTEM, instance=alice_instance, backup=backup)
     op = run_operation(op.pk)
     assert op.state == Operation.State.FAILED
     assert "integrity" in op.error and "nothing was changed" in op.error
-    assert runtime.used == []
+    assert fake_runtime.calls == []  # the engine was never touched
     assert Backup.objects.count() == 1  # no pre-restore backup either
     alice_instance.refresh_from_db()
     assert alice_instance.status == "running"
@@ -131,7 +124,7 @@ def test_restore_refuses_a_backup_of_another_instance(alice_instance, charlie_in
 
 def test_cold_archive_becomes_the_volume_tar_unchanged_and_hot_archive_is_rewritten():
     cold = _cold_tgz()
-    out = b"".join(services._volume_tar([cold], {"method": "cold-volume-tar"}))
+    out = b"".join(restore.volume_tar([cold], {"method": "cold-volume-tar"}))
     with tarfile.open(fileobj=io.BytesIO(out)) as tar:
         assert sorted(tar.getnames()) == [
             "agents/main/agent/openclaw-agent.sqlite",
@@ -145,7 +138,7 @@ def test_cold_archive_becomes_the_volume_tar_unchanged_and_hot_archive_is_rewrit
             info.size = 2
             tar.addfile(info, io.BytesIO(b"{}"))
     out = b"".join(
-        services._volume_tar([buf.getvalue()], {"method": "openclaw-backup", "archive_root": root})
+        restore.volume_tar([buf.getvalue()], {"method": "openclaw-backup", "archive_root": root})
     )
     with tarfile.open(fileobj=io.BytesIO(out)) as tar:
         members = tar.getmembers()

@@ -5,6 +5,7 @@ from django.urls import reverse
 from accounts.models import AuditEvent
 from instances.openclaw.client import Message
 from sessions_mgmt import services
+from sessions_mgmt.services import access
 from sessions_mgmt.models import Backup, Session
 
 
@@ -22,7 +23,7 @@ class HistoryClient:
 @pytest.fixture
 def history(monkeypatch):
     client = HistoryClient()
-    monkeypatch.setattr(services, "client_for", lambda instance, **kwargs: client)
+    monkeypatch.setattr(access, "client_for", lambda instance, **kwargs: client)
     return client
 
 

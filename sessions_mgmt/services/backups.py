@@ -1,0 +1,430 @@
+"""Backups: take one (hot through OpenClaw, or a cold copy of the volume), the nightly run,
+retention of backup files, and the freshness alert.
+
+- Running instance: `openclaw backup create --verify --json` inside the container (SQLite online
+  backup: consistent while it serves), archive in the container's /tmp (OpenClaw refuses an
+  output path inside the state dir), streamed out with `cat`, then removed. Stopped instance: a
+  cold tar of the whole volume through runtime.export_volume (includes -wal files), gzipped here.
+- Then: encrypt in chunks (backup_store), SHA-256 of the stored bytes, write to backup storage,
+  read back (decrypt, gunzip, list the tar) to prove the file restores; only then "succeeded"
+  with `verified_at`. Empty or unreadable archives fail the backup.
+- Every backup runs inside an Operation (kind backup, or the upgrade/delete/pause/restore that
+  asked for it), so it holds the instance's one-active-operation lock and never overlaps a
+  restore or an upgrade. The nightly run requests one per instance (`nightly_backup_request`) and
+  runs it in its lane; an instance busy with another operation is retried later (tasks.py).
+- Nightly: the Backup row is created first with its `nightly_date`; the unique constraint makes a
+  second run on the same day find the existing row and do nothing.
+- Which instances need a backup is one rule, `selectors.needs_backup`, for the nightly run, the
+  freshness alert and the admin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tarfile
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.services import SYSTEM, Actor, audit
+from instances.models import Instance, InstanceEvent, Operation
+from instances.openclaw.client import OpenClawError
+from instances.operations import OperationError, operation_request
+
+from .. import backup_store, selectors
+from ..models import Backup
+from . import access
+
+log = logging.getLogger(__name__)
+
+FRESHNESS_HOURS = int(selectors.BACKUP_MAX_AGE.total_seconds() // 3600)  # the alert's wording
+HOT_BACKUP_DIR = "/tmp/clawfleet-backup"  # noqa: S108 - inside the container, not here
+
+
+def _storage_name(backup: Backup) -> str:
+    stamp = backup.created_at.strftime("%Y%m%dT%H%M%SZ")
+    return (
+        f"org-{backup.organization_id}/{backup.instance_id.hex}/"
+        f"{stamp}-{backup.kind}-{backup.pk.hex[:8]}.cfbk"
+    )
+
+
+def _container_running(instance: Instance, runtime) -> bool:
+    """What the engine says, not the row: a pre-upgrade backup runs while the row says
+    "upgrading" and the gateway still serves, and a cold copy of a live volume is inconsistent."""
+    info = runtime.inspect(instance.container_name)
+    return bool(info and getattr(info, "running", False))
+
+
+def offline_session_keys(runtime, volume: str, image: str) -> list[str]:
+    """OpenClaw's own offline session listing of a volume (helper container, no gateway)."""
+    cmd = ["openclaw", "sessions", "--all-agents", "--limit", "all", "--json"]
+    code, out, _err = runtime.run_in_volume(volume, image, cmd, timeout=300)
+    if code != 0:
+        raise OperationError("OpenClaw could not read the sessions of the restored state.")
+    from instances.openclaw.client import extract_json
+
+    payload = extract_json(out)
+    return sorted({s["key"] for s in payload.get("sessions") or [] if s.get("key")})
+
+
+def inspect_archive(chunks) -> dict:
+    """Read a gzipped tar stream to the end: entry count, and the files that make it a state."""
+    reader = backup_store.IterReader(backup_store.gunzip_stream(chunks))
+    files = 0
+    has_config = has_sessions = False
+    manifest = None
+    with tarfile.open(fileobj=reader, mode="r|") as tar:
+        for member in tar:
+            name = member.name.lstrip("./")
+            if member.isfile():
+                files += 1
+                if name.endswith("openclaw.json"):
+                    has_config = True
+                if name.endswith("agent/openclaw-agent.sqlite"):
+                    has_sessions = True
+                if name.endswith("/manifest.json") and name.count("/") == 1:
+                    fh = tar.extractfile(member)
+                    manifest = json.loads(fh.read()) if fh else None
+    return {
+        "files": files,
+        "has_config": has_config,
+        "has_sessions": has_sessions,
+        "openclaw_manifest": manifest,
+    }
+
+
+def _hot_archive(instance, client, backup) -> tuple[Iterator[bytes], dict]:
+    out_dir = f"{HOT_BACKUP_DIR}-{backup.pk.hex[:12]}"
+    try:
+        result = client.backup_create(out_dir)
+        code, data, _ = client.run(["cat", result["archivePath"]], timeout=1800)
+    finally:
+        try:
+            client.remove_path(out_dir)
+        except OpenClawError:
+            log.warning("could not remove the backup scratch of %s", instance.pk)
+    if code != 0 or not backup_store.is_gzip(data[:2]):
+        raise OperationError("The backup archive could not be read from the instance.")
+    info = {
+        "method": "openclaw-backup",
+        "verified_by_openclaw": bool(result.get("verified")),
+        "archive_root": result.get("archiveRoot", ""),
+        "assets": [a.get("kind") for a in result.get("assets") or []],
+    }
+    return iter([data]), info
+
+
+def _cold_archive(instance, runtime, image) -> tuple[Iterator[bytes], dict]:
+    raw = runtime.export_volume(instance.volume_name, image)
+    return backup_store.gzip_stream(raw), {"method": "cold-volume-tar"}
+
+
+def _nightly_row(instance, nightly_date: date, operation=None) -> tuple[Backup, bool]:
+    try:
+        with transaction.atomic():
+            return (
+                Backup.objects.create(
+                    instance=instance,
+                    organization_id=instance.organization_id,
+                    kind=Backup.Kind.NIGHTLY,
+                    nightly_date=nightly_date,
+                    state=Backup.State.PENDING,
+                    operation=operation,
+                ),
+                True,
+            )
+    except IntegrityError:
+        return Backup.objects.get(instance=instance, nightly_date=nightly_date), False
+
+
+def nightly_backup(
+    *, instance: Instance, nightly_date: date | None = None, operation: Operation | None = None
+) -> Backup | None:
+    """Exactly one nightly backup per instance and day, however many runs race for it. A
+    redelivered run of the same operation (its worker died) takes the unfinished row over."""
+    nightly_date = nightly_date or timezone.now().date()
+    backup, created = _nightly_row(instance, nightly_date, operation)
+    if not created:
+        unfinished = backup.state in (Backup.State.PENDING, Backup.State.RUNNING)
+        if not (operation is not None and backup.operation_id == operation.pk and unfinished):
+            log.info("nightly backup of %s for %s exists already", instance.pk, nightly_date)
+            return None
+    return backup_create_now(
+        instance=instance, kind=Backup.Kind.NIGHTLY, backup=backup, operation=operation
+    )
+
+
+def nightly_backup_request(*, instance: Instance, nightly_date: date) -> Operation:
+    """The nightly run's Operation (kind backup) for one instance, not enqueued: the nightly
+    lane runs it inline, so the lanes bound how many run at once. Raises OperationInProgress
+    when another operation (a restore, an upgrade...) holds the instance: a backup never
+    overlaps another operation."""
+    return operation_request(
+        actor=SYSTEM,
+        instance=instance,
+        kind=Operation.Kind.BACKUP,
+        params={"kind": Backup.Kind.NIGHTLY, "nightly_date": nightly_date.isoformat()},
+        enqueue=False,
+    )
+
+
+def backup_create_now(
+    *,
+    instance: Instance,
+    kind: str,
+    operation: Operation | None = None,
+    backup: Backup | None = None,
+) -> Backup:
+    """Take a backup now (synchronous). Raises OperationError after marking the Backup failed."""
+    if backup is None:
+        backup = Backup.objects.create(
+            instance=instance,
+            organization_id=instance.organization_id,
+            kind=kind,
+            state=Backup.State.RUNNING,
+            operation=operation,
+        )
+    else:
+        Backup.objects.filter(pk=backup.pk).update(state=Backup.State.RUNNING, operation=operation)
+        backup.state = Backup.State.RUNNING
+    started = time.monotonic()
+    name = ""
+    try:
+        runtime = access.runtime_for_instance(instance)
+        image = access.image_for_instance(instance)
+        if _container_running(instance, runtime):
+            client = access.client_for(instance)
+            version = client.version() or instance.openclaw_version
+            keys = sorted(r.key for r in client.list_sessions().rows)
+            chunks, info = _hot_archive(instance, client, backup)
+        else:
+            version = instance.openclaw_version
+            keys = offline_session_keys(runtime, instance.volume_name, image)
+            chunks, info = _cold_archive(instance, runtime, image)
+        name = _storage_name(backup)
+        written = backup_store.write_encrypted(name, chunks)
+        name = written.name
+        if written.plain_size == 0:
+            raise OperationError("The backup came out empty.")
+        # Read it back the way a restore will: checksum, decrypt, gunzip, every tar entry.
+        backup_store.verify_checksum(name, written.sha256)
+        contents = inspect_archive(backup_store.open_plaintext(name))
+        if not contents["files"] or not contents["has_config"]:
+            raise OperationError("The backup does not hold an OpenClaw state.")
+        manifest = {
+            "format": "cfbk1",
+            **info,
+            "openclaw_version": version,
+            "session_keys": keys,
+            "session_count": len(keys),
+            "files": contents["files"],
+            "archive_sha256": written.plain_sha256,
+            "archive_size": written.plain_size,
+            "size": written.size,
+            "created": backup.created_at.isoformat(),
+            "seconds": round(time.monotonic() - started, 2),
+        }
+        now = timezone.now()
+        Backup.objects.filter(pk=backup.pk).update(
+            state=Backup.State.SUCCEEDED,
+            storage_name=name,
+            size_bytes=written.size,
+            sha256=written.sha256,
+            manifest=manifest,
+            session_count=len(keys),
+            openclaw_version=version[:32],
+            verified_at=now,
+            finished_at=now,
+            error="",
+        )
+    except Exception as exc:
+        public = getattr(exc, "public", None) or "The backup failed; staff have the detail."
+        log.warning("backup %s of %s failed: %s", backup.pk, instance.pk, type(exc).__name__)
+        if name:
+            try:
+                backup_store.delete(name)
+            except Exception:  # noqa: BLE001
+                log.warning("could not delete the partial backup file %s", name)
+        Backup.objects.filter(pk=backup.pk).update(
+            state=Backup.State.FAILED,
+            error=f"{public} ({type(exc).__name__}: {str(exc)[:300]})",
+            finished_at=timezone.now(),
+            storage_name="",
+        )
+        backup.refresh_from_db()
+        if isinstance(exc, OperationError):
+            raise
+        raise OperationError(public, f"{type(exc).__name__}: {exc}") from exc
+    backup.refresh_from_db()
+    return backup
+
+
+def backup_request(*, actor: Actor, instance: Instance, kind: str = "manual") -> Operation:
+    """Queue an Operation (kind backup) that takes a backup of this kind."""
+    if kind not in Backup.Kind.values:
+        raise ValidationError({"kind": "Unknown backup kind."})
+    if not instance.is_live:
+        raise ValidationError("This instance is deleted.")
+    with transaction.atomic():
+        op = operation_request(
+            actor=actor, instance=instance, kind=Operation.Kind.BACKUP, params={"kind": kind}
+        )
+        audit(
+            actor=actor,
+            action="backup.requested",
+            organization=instance.organization,
+            target=instance,
+            data={"operation": str(op.pk), "kind": kind},
+        )
+    return op
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def _retention(instance) -> tuple[int, int]:
+    try:
+        from billing.entitlements import retention_for
+
+        policy = retention_for(instance.organization)
+        return int(policy.get("backup_daily", 7)), int(policy.get("backup_weekly", 4))
+    except Exception:  # noqa: BLE001 - retention must run even if billing is unavailable
+        log.warning("retention policy unavailable for %s; using 7 daily, 4 weekly", instance.pk)
+        return 7, 4
+
+
+def backups_to_expire(backups: list[Backup], *, daily: int, weekly: int, now) -> list[Backup]:
+    """Pure rule. Nightly backups: the newest of each of the last `daily` days that have one,
+    plus the newest of each of the last `weekly` ISO weeks. Manual and safety backups: kept for
+    `daily` days. The newest good backup is always kept."""
+    good = sorted(
+        (b for b in backups if b.state == Backup.State.SUCCEEDED),
+        key=lambda b: b.created_at,
+        reverse=True,
+    )
+    if not good:
+        return []
+    keep = {good[0].pk}
+    days: dict = {}
+    weeks: dict = {}
+    for b in good:
+        if b.kind != Backup.Kind.NIGHTLY:
+            if b.created_at >= now - timedelta(days=daily):
+                keep.add(b.pk)
+            continue
+        d = b.nightly_date or b.created_at.date()
+        days.setdefault(d, b)
+        weeks.setdefault(d.isocalendar()[:2], b)
+    for d in sorted(days, reverse=True)[:daily]:
+        keep.add(days[d].pk)
+    for w in sorted(weeks, reverse=True)[:weekly]:
+        keep.add(weeks[w].pk)
+    return [b for b in good if b.pk not in keep]
+
+
+def apply_retention(*, instance: Instance, now=None) -> int:
+    """Delete expired backup files, mark their rows expired. Returns how many."""
+    now = now or timezone.now()
+    daily, weekly = _retention(instance)
+    expired = backups_to_expire(
+        list(Backup.objects.filter(instance=instance)), daily=daily, weekly=weekly, now=now
+    )
+    for b in expired:
+        try:
+            backup_store.delete(b.storage_name)
+        except Exception as exc:  # noqa: BLE001 - try again next night
+            log.warning("could not delete backup file of %s: %s", b.pk, type(exc).__name__)
+            continue
+        Backup.objects.filter(pk=b.pk, state=Backup.State.SUCCEEDED).update(
+            state=Backup.State.EXPIRED, storage_name=""
+        )
+    return len(expired)
+
+
+# --- freshness ------------------------------------------------------------------------------
+
+
+def check_backup_freshness(*, now=None) -> list[Instance]:
+    """Instances that need a backup (selectors.needs_backup, the rule the nightly run and the
+    admin use too; running or stopped) without a good one for FRESHNESS_HOURS: an InstanceEvent
+    "backup_overdue", an audit row and an email to the organization's billing address (at most
+    once a day per instance)."""
+
+    now = now or timezone.now()
+    overdue = []
+    candidates = selectors.needs_backup(Instance.objects.all(), now=now).order_by("created_at")
+    for instance in candidates.select_related("organization"):
+        if InstanceEvent.objects.filter(
+            instance=instance, kind="backup_overdue", created_at__gte=now - timedelta(hours=24)
+        ).exists():
+            continue
+        last = (
+            Backup.objects.filter(instance=instance, state=Backup.State.SUCCEEDED)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        message = f"No good backup for {FRESHNESS_HOURS} hours" + (
+            f" (last {last:%Y-%m-%d %H:%M} UTC)" if last else " (never backed up)"
+        )
+        InstanceEvent.objects.create(
+            instance=instance,
+            kind="backup_overdue",
+            message=message,
+            data={"last_backup": last.isoformat() if last else None},
+        )
+        audit(
+            actor=SYSTEM,
+            action="backup.overdue",
+            organization=instance.organization,
+            target=instance,
+            data={"last_backup": last.isoformat() if last else None},
+        )
+        email = instance.organization.billing_email
+        if email:
+            send_mail(
+                f"Clawfleet: {instance.name} has no recent backup",
+                f"{message}. We are looking into it; you can also start a backup from the "
+                "instance page.",
+                None,
+                [email],
+                fail_silently=True,
+            )
+        overdue.append(instance)
+    return overdue
+
+
+# --- what instances asks for through fleet.hooks -------------------------------------------------
+
+
+def backup_for_operation(*, instance: Instance, kind: str, operation=None, **_) -> Backup:
+    """The "backup.create" hook: a backup of this kind now (pre_upgrade, pre_delete, pre_pause),
+    inside the caller's operation. Returns the succeeded Backup; raises on failure (the caller
+    decides whether that aborts its operation)."""
+    if kind not in Backup.Kind.values:
+        raise OperationError("This kind of backup does not exist.", f"unknown kind {kind!r}")
+    return backup_create_now(instance=instance, kind=kind, operation=operation)
+
+
+def close_unfinished_backups(*, operation, **_) -> int:
+    """The "operation.finished" hook: a backup row of the operation still pending or running (its
+    worker died mid-backup and the resumed run started another) is marked failed, so no row
+    says "running" forever. Never raises."""
+    try:
+        return Backup.objects.filter(
+            operation_id=operation.pk, state__in=[Backup.State.PENDING, Backup.State.RUNNING]
+        ).update(
+            state=Backup.State.FAILED,
+            error="The operation ended before this backup finished.",
+            finished_at=timezone.now(),
+        )
+    except Exception as exc:  # noqa: BLE001 - a subscriber never changes the outcome
+        log.warning("closing the backups of %s failed: %s", operation.pk, type(exc).__name__)
+        return 0
