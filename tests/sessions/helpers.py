@@ -107,4 +107,3 @@ class FakeOpenClaw:
         for k in keys:
             self.sessions.pop(k, None)
         return dict.fromkeys(keys, "deleted")
-

@@ -13,9 +13,8 @@ from accounts.services import SYSTEM
 from instances.models import InstanceEvent, Operation
 from instances.operations import run_operation
 from sessions_mgmt import backup_store, services
-from sessions_mgmt.services import backups, restore
 from sessions_mgmt.models import Backup
-
+from sessions_mgmt.services import backups, restore
 
 
 def _cold_tgz() -> bytes:

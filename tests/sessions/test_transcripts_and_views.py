@@ -5,8 +5,8 @@ from django.urls import reverse
 from accounts.models import AuditEvent
 from instances.openclaw.client import Message
 from sessions_mgmt import services
-from sessions_mgmt.services import access
 from sessions_mgmt.models import Backup, Session
+from sessions_mgmt.services import access
 
 
 class HistoryClient:
