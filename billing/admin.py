@@ -1,11 +1,12 @@
-"""Staff admin for billing. Plans and prices are data staff edit; what mirrors Stripe or is
-computed (subscriptions, events, the ledger) is read-only here, changed only through services."""
+"""Staff admin for billing. Plans and prices are data staff edit, saved and deleted through
+billing.services.catalog (validated, audited: who changed which field from what to what); what
+mirrors Stripe or is computed (subscriptions, events, the ledger) is read-only here, changed only
+through services."""
 
 from django.contrib import admin, messages
 
 from accounts.services import Actor
 
-from . import services
 from .models import (
     BillingPause,
     Budget,
@@ -17,6 +18,7 @@ from .models import (
     Subscription,
     UsageDay,
 )
+from .services import catalog, stripe_events
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,8 +32,30 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class CatalogAdmin(admin.ModelAdmin):
+    """Saves and deletes through a catalog service (one implementation, audited), never with
+    the admin's own obj.save()/obj.delete()."""
+
+    def save_row(self, actor: Actor, obj) -> None:
+        raise NotImplementedError
+
+    def delete_row(self, actor: Actor, obj) -> None:
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        self.save_row(Actor.from_request(request, via="admin"), obj)
+
+    def delete_model(self, request, obj):
+        self.delete_row(Actor.from_request(request, via="admin"), obj)
+
+    def delete_queryset(self, request, queryset):
+        actor = Actor.from_request(request, via="admin")
+        for obj in queryset:
+            self.delete_row(actor, obj)
+
+
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(CatalogAdmin):
     list_display = [
         "name",
         "slug",
@@ -79,6 +103,12 @@ class PlanAdmin(admin.ModelAdmin):
         ("Usage", {"fields": ["included_llm_credit_cents", "compute_cents_per_hour"]}),
     ]
 
+    def save_row(self, actor, obj):
+        catalog.plan_save(actor=actor, plan=obj)
+
+    def delete_row(self, actor, obj):
+        catalog.plan_delete(actor=actor, plan=obj)
+
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdmin):
@@ -111,8 +141,8 @@ class StripeEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Process again (failed events)")
     def retry(self, request, queryset):
-        actor = Actor(user=request.user, via="admin", ip=request.META.get("REMOTE_ADDR"))
-        n = sum(services.stripe_event_retry(actor=actor, event=e) for e in queryset)
+        actor = Actor.from_request(request, via="admin")
+        n = sum(stripe_events.stripe_event_retry(actor=actor, event=e) for e in queryset)
         self.message_user(request, f"{n} event(s) queued again.", messages.SUCCESS)
 
     def has_change_permission(self, request, obj=None):
@@ -124,7 +154,7 @@ class StripeEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(CatalogAdmin):
     list_display = [
         "provider",
         "model",
@@ -136,6 +166,12 @@ class ModelPriceAdmin(admin.ModelAdmin):
     ]
     list_filter = ["provider"]
     search_fields = ["model"]
+
+    def save_row(self, actor, obj):
+        catalog.model_price_save(actor=actor, price=obj)
+
+    def delete_row(self, actor, obj):
+        catalog.model_price_delete(actor=actor, price=obj)
 
 
 @admin.register(UsageDay)

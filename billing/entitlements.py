@@ -8,6 +8,9 @@
 Entitled means: status trialing, active, past_due (still within the payment grace period) or
 comped (staff, demo), with a plan. Once the grace period after a failed payment is over, the
 organization is no longer entitled (nothing new deploys until the invoice is paid).
+
+The instance count comes from the instances app through billing.capabilities (the
+"billing.instance_count" hook): billing never imports instances.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from . import capabilities
 from .models import Plan, Subscription
 
 # Used when an organization has no plan (e.g. its subscription ended): conservative, never zero.
@@ -28,11 +32,9 @@ DEFAULT_RETENTION = {
     "backup_weekly": 4,
 }
 
-# Instance statuses that do not count against the plan.
-_NOT_COUNTED = ("deleted", "purged")
-
 
 def entitled_subscription(organization, *, lock: bool = False) -> Subscription | None:
+    """The organization's (an Organization or its id) entitled subscription, else None."""
     qs = Subscription.objects.select_related("plan").filter(organization=organization)
     if lock and transaction.get_connection().in_atomic_block:
         # Serializes concurrent deploys of one organization, so two cannot both pass the count.
@@ -67,12 +69,9 @@ def check_instance_allowed(*, organization, memory_mb: int, cpus, exclude_instan
     plan = sub.plan
     errors: dict[str, str] = {}
 
-    from instances.models import Instance  # lazy: instances imports billing
-
-    others = Instance.objects.filter(organization=organization).exclude(status__in=_NOT_COUNTED)
-    if exclude_instance_id is not None:
-        others = others.exclude(pk=exclude_instance_id)
-    if others.count() + 1 > plan.max_instances:
+    # Counted after the lock above, by the instances app (which instances count is its rule).
+    others = capabilities.instance_count(organization.pk, exclude_instance_id=exclude_instance_id)
+    if others + 1 > plan.max_instances:
         errors["instances"] = (
             f"Your {plan.name} plan includes {_plural(plan.max_instances, 'instance')}. "
             "Delete one or upgrade your plan."

@@ -1,12 +1,12 @@
-from decimal import Decimal
-
 from django import forms
 
+from . import capabilities, rules
 from .models import Budget
 
 
 class BudgetForm(forms.Form):
-    """A monthly budget for the organization, or for one of its instances."""
+    """A monthly budget for the organization, or for one of its instances. Bounds and messages
+    come from billing.rules and the model, the same ones services.budgets enforces."""
 
     instance = forms.ModelChoiceField(
         queryset=None,
@@ -14,26 +14,19 @@ class BudgetForm(forms.Form):
         empty_label="Whole organization",
         label="Applies to",
     )
-    monthly_cap_usd = forms.DecimalField(
+    monthly_cap_usd = Budget._meta.get_field("monthly_cap_usd").formfield(
         label="Monthly budget (USD)",
-        min_value=Decimal("1"),
-        max_digits=10,
-        decimal_places=2,
+        min_value=rules.BUDGET_MIN_USD,
+        error_messages={"min_value": rules.BUDGET_MIN_MESSAGE},
         help_text="Compute plus LLM tokens, per calendar month (UTC).",
     )
     action = forms.ChoiceField(
         choices=Budget.Action.choices,
         initial=Budget.Action.NOTIFY,
         label="At 100 %",
-        help_text="We always email at 80 % and at 100 %.",
+        help_text=f"We always email at {rules.BUDGET_ALERT_PERCENT} % and at 100 %.",
     )
 
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
-        from instances.models import Instance
-
-        self.fields["instance"].queryset = (
-            Instance.objects.filter(organization=organization)
-            .exclude(status__in=["deleted", "purged"])
-            .order_by("name")
-        )
+        self.fields["instance"].queryset = capabilities.instances(organization.pk)

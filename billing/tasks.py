@@ -7,7 +7,8 @@ import datetime as dt
 from celery import shared_task
 from django.utils import timezone
 
-from . import services, stripe_api, webhooks
+from . import stripe_api
+from .services import grace, stripe_events, usage
 
 
 @shared_task(
@@ -21,7 +22,7 @@ from . import services, stripe_api, webhooks
 )
 def process_stripe_event(event_pk: int) -> str:
     """Apply one stored Stripe event (exactly once; a redelivery is a no-op)."""
-    return webhooks.process_event(event_pk)
+    return stripe_events.process_event(event_pk)
 
 
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=900)
@@ -30,18 +31,18 @@ def rollup_usage() -> dict:
     today = timezone.localdate()
     yesterday = today - dt.timedelta(days=1)
     return {
-        str(yesterday): services.rollup_usage(day=yesterday),
-        str(today): services.rollup_usage(day=today),
+        str(yesterday): usage.rollup_usage(day=yesterday),
+        str(today): usage.rollup_usage(day=today),
     }
 
 
 @shared_task(acks_late=True, soft_time_limit=300, time_limit=600)
 def enforce_grace_periods() -> int:
     """Every 15 minutes: pause (after a backup) instances of organizations past their grace."""
-    return services.enforce_grace_periods()
+    return grace.enforce_grace_periods()
 
 
 @shared_task(acks_late=True, soft_time_limit=300, time_limit=600)
 def resume_after_payment(organization_id: int) -> int:
     """After a paid invoice: resume what billing paused for non-payment."""
-    return services.resume_after_payment(organization_id=organization_id)
+    return grace.resume_after_payment(organization_id=organization_id)

@@ -20,9 +20,11 @@ from accounts.forms import apply_service_errors
 from accounts.services import Actor
 from accounts.views import current_membership
 
-from . import selectors, services, stripe_api
+from . import selectors, stripe_api
 from .forms import BudgetForm
 from .models import Budget
+from .services import budgets as budget_services
+from .services import subscriptions
 
 
 def _absolute(request, name: str) -> str:
@@ -57,7 +59,7 @@ def checkout(request):
         messages.error(request, "Choose one of the plans below.")
         return redirect("billing:plans")
     try:
-        url = services.checkout_start(
+        url = subscriptions.checkout_start(
             actor=Actor.from_request(request),
             organization=membership.organization,
             plan=plan,
@@ -96,7 +98,7 @@ def checkout_cancel(request):
 def portal(request):
     membership = current_membership(request, roles.MANAGE_BILLING)
     try:
-        url = services.portal_start(
+        url = subscriptions.portal_start(
             actor=Actor.from_request(request),
             organization=membership.organization,
             return_url=_absolute(request, "billing:plans"),
@@ -146,7 +148,7 @@ def budgets(request):
     form = BudgetForm(request.POST or None, organization=org)
     if request.method == "POST" and form.is_valid():
         try:
-            services.budget_set(
+            budget_services.budget_set(
                 actor=Actor.from_request(request),
                 organization=org,
                 instance=form.cleaned_data["instance"],
@@ -170,6 +172,6 @@ def budgets(request):
 def budget_delete(request, budget_id: int):
     membership = current_membership(request, roles.MANAGE_BILLING)
     budget = get_object_or_404(Budget, pk=budget_id, organization=membership.organization)
-    services.budget_delete(actor=Actor.from_request(request), budget=budget)
+    budget_services.budget_delete(actor=Actor.from_request(request), budget=budget)
     messages.success(request, "Budget removed.")
     return redirect("billing:budgets")

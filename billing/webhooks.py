@@ -1,31 +1,19 @@
-"""Stripe webhooks: verify, store by event id, answer 200 fast; process once, in a task.
+"""The Stripe webhook endpoint: verify the signature on the raw body, store the event, answer 200.
 
-The view verifies the signature on the raw body (a bad one is a 400 and nothing is stored), stores
-the event by its id (a duplicate id is a 200 and is not processed again) and queues
-`billing.tasks.process_stripe_event` after commit. `process_event` claims the stored event with a
-conditional UPDATE (received -> processed) inside the same transaction as the handler, so a
-redelivered task, or two workers at once, apply it exactly once; if the handler fails, the
-transaction rolls back and the event stays `received` for the retry.
-
-Handlers are order-independent: subscription state is re-fetched from Stripe, and
-payloads are compared by `created` with what we applied (see services.subscription_apply_stripe).
+A bad signature is a 400 and nothing is stored. Storing by event id, exactly-once processing and
+the dispatch table live in billing.services.stripe_events.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from accounts.models import Organization
-
-from . import services, stripe_api
-from .models import StripeEvent
+from . import stripe_api
+from .services import stripe_events
 
 logger = logging.getLogger(__name__)
 
@@ -38,157 +26,5 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     except stripe_api.InvalidSignature as exc:
         logger.warning("rejected a Stripe webhook: %s", exc)
         return HttpResponseBadRequest("invalid signature")
-    services.stripe_event_record(event)
+    stripe_events.stripe_event_record(event)
     return HttpResponse("ok", content_type="text/plain")
-
-
-# --- handlers: (event, payload object) -> outcome ----------------------------------------------
-
-
-def _id(value) -> str:
-    return value.get("id", "") if isinstance(value, dict) else (value or "")
-
-
-def _checkout_completed(event: dict, obj: dict) -> str:
-    if obj.get("mode") not in (None, "subscription"):
-        return "ignored"
-    org = None
-    ref = obj.get("client_reference_id") or ""
-    if ref.isdigit():
-        org = Organization.objects.filter(pk=int(ref)).first()
-    org = org or services.organization_for_stripe(
-        customer_id=_id(obj.get("customer")), metadata=obj.get("metadata")
-    )
-    subscription_id = _id(obj.get("subscription"))
-    if org is None or not subscription_id:
-        return "ignored"
-    payload = {
-        "id": subscription_id,
-        "customer": _id(obj.get("customer")),
-        "metadata": obj.get("metadata") or {},
-        # Without Stripe's copy of the subscription, a paid checkout means an active one.
-        "status": "active"
-        if obj.get("payment_status") in ("paid", "no_payment_required")
-        else "incomplete",
-    }
-    _, outcome = services.subscription_sync(
-        organization=org,
-        subscription_id=subscription_id,
-        payload=payload,
-        event_created=int(event.get("created") or 0),
-    )
-    return outcome
-
-
-def _subscription_changed(event: dict, obj: dict) -> str:
-    org = services.organization_for_stripe(
-        subscription_id=obj.get("id", ""),
-        customer_id=_id(obj.get("customer")),
-        metadata=obj.get("metadata"),
-    )
-    if org is None:
-        return "ignored"
-    _, outcome = services.subscription_sync(
-        organization=org,
-        subscription_id=obj["id"],
-        payload=obj,
-        event_created=int(event.get("created") or 0),
-    )
-    return outcome
-
-
-def _invoice_subscription_id(invoice: dict) -> str:
-    if invoice.get("subscription"):
-        return _id(invoice["subscription"])
-    details = (invoice.get("parent") or {}).get("subscription_details") or {}
-    return _id(details.get("subscription"))
-
-
-def _invoice_org(invoice: dict) -> Organization | None:
-    return services.organization_for_stripe(
-        subscription_id=_invoice_subscription_id(invoice),
-        customer_id=_id(invoice.get("customer")),
-        metadata=(invoice.get("parent") or {}).get("subscription_details", {}).get("metadata"),
-    )
-
-
-def _invoice_paid(event: dict, obj: dict) -> str:
-    org = _invoice_org(obj)
-    if org is None:
-        return "ignored"
-    created = int(event.get("created") or 0)
-    _, outcome = services.payment_succeeded(
-        organization=org, event_created=created, invoice_id=obj.get("id", "")
-    )
-    subscription_id = _invoice_subscription_id(obj)
-    if subscription_id:  # past_due -> active comes with the payment
-        services.subscription_sync(
-            organization=org, subscription_id=subscription_id, payload=None, event_created=created
-        )
-    return outcome
-
-
-def _invoice_payment_failed(event: dict, obj: dict) -> str:
-    org = _invoice_org(obj)
-    if org is None:
-        return "ignored"
-    created = int(event.get("created") or 0)
-    _, outcome = services.payment_failed(
-        organization=org, event_created=created, invoice_id=obj.get("id", "")
-    )
-    subscription_id = _invoice_subscription_id(obj)
-    if subscription_id:  # active -> past_due
-        services.subscription_sync(
-            organization=org, subscription_id=subscription_id, payload=None, event_created=created
-        )
-    return outcome
-
-
-HANDLERS: dict[str, Callable[[dict, dict], str]] = {
-    "checkout.session.completed": _checkout_completed,
-    "customer.subscription.created": _subscription_changed,
-    "customer.subscription.updated": _subscription_changed,
-    "customer.subscription.deleted": _subscription_changed,
-    "invoice.paid": _invoice_paid,
-    # Older API versions (and localstripe) send this one for the same fact.
-    "invoice.payment_succeeded": _invoice_paid,
-    "invoice.payment_failed": _invoice_payment_failed,
-}
-
-
-def process_event(event_pk: int) -> str:
-    """Apply one stored event exactly once. Returns the outcome ("processed", "ignored",
-    "already", ...). Raises StripeApiError for a transient Stripe failure (the task retries)."""
-    event = StripeEvent.objects.filter(pk=event_pk).first()
-    if event is None:
-        return "missing"
-    handler = HANDLERS.get(event.type)
-    now = timezone.now()
-    if handler is None:
-        claimed = StripeEvent.objects.filter(pk=event_pk, state=StripeEvent.State.RECEIVED).update(
-            state=StripeEvent.State.IGNORED, processed_at=now
-        )
-        return "ignored" if claimed else "already"
-    try:
-        with transaction.atomic():
-            claimed = StripeEvent.objects.filter(
-                pk=event_pk, state=StripeEvent.State.RECEIVED
-            ).update(state=StripeEvent.State.PROCESSED, processed_at=now, error="")
-            if claimed != 1:
-                return "already"
-            obj = ((event.payload or {}).get("data") or {}).get("object") or {}
-            outcome = handler(event.payload, obj)
-            if outcome == "ignored":
-                StripeEvent.objects.filter(pk=event_pk).update(state=StripeEvent.State.IGNORED)
-    except stripe_api.StripeApiError as exc:
-        StripeEvent.objects.filter(pk=event_pk, state=StripeEvent.State.RECEIVED).update(
-            error=str(exc)[:2000]
-        )
-        raise
-    except Exception as exc:
-        logger.exception("Stripe event %s failed", event.event_id)
-        StripeEvent.objects.filter(pk=event_pk, state=StripeEvent.State.RECEIVED).update(
-            state=StripeEvent.State.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
-        )
-        return "failed"
-    return "processed" if outcome != "ignored" else "ignored"

@@ -28,12 +28,14 @@ HOOKS = {
     "operation.finished": "operation: an operation ended (succeeded or failed)",
     "backup.create": "instance, kind, operation -> a backup object or None: take one now",
     "instance.usage": "instance_ids, start, end -> {instance_id: running seconds}",
-    # billing runs these:
-    "billing.pause": "organization_id, reason, month -> instances paused: a plan stopped paying",
-    "billing.resume": "organization_id -> instances resumed: the plan pays again",
-    "billing.instance_count": "organization_id, exclude_instance_id -> live instances counted",
-    "billing.compute_seconds": "instance_ids, start, end -> {instance_id: billable seconds}",
-    "billing.session_usage": "day, start, end -> None: snapshot sessions' token totals",
+    # billing runs these (billing/capabilities.py), provided by <app>/billing_hooks.py:
+    "billing.instances": "organization_id, include_deleted -> queryset of its instances by name",
+    "billing.instance_count": "organization_id, exclude_instance_id -> instances a plan counts",
+    "billing.pausable": "organization_id -> its instances meant to run and up, by name",
+    "billing.pause": "instance, reason -> operation: back up, then stop (raises if refused)",
+    "billing.resume": "instance -> False while its pause is in flight, else True (resumed)",
+    "billing.compute_seconds": "start, end -> {instance_id: (organization_id, billable secs)}",
+    "billing.session_usage": "day, start, end -> None: record sessions' token totals for day",
 }
 
 _registry: dict[str, list[Callable[..., Any]]] = defaultdict(list)

@@ -10,3 +10,6 @@ class InstancesConfig(AppConfig):
         from .handlers import register_all
 
         register_all()
+        from . import billing_hooks  # what billing asks of instances (fleet/hooks.py)
+
+        billing_hooks.register()

@@ -21,6 +21,3 @@ class SessionsMgmtConfig(AppConfig):
         hooks.register("backup.create", backups.backup_for_operation)
         hooks.register("instance.ready", mirror.queue_sync_after_ready)
         hooks.register("operation.finished", backups.close_unfinished_backups)
-        from . import billing_hooks  # billing's session usage snapshot (fleet/hooks.py)
-
-        billing_hooks.register()

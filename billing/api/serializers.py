@@ -2,26 +2,64 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
 from rest_framework import serializers
 
-MAX_RANGE_DAYS = 366
+from billing import rules
 
 
 def _usd(**kwargs):
     return serializers.DecimalField(max_digits=16, decimal_places=6, **kwargs)
 
 
+class _Present:
+    """A query parameter that may be left out, but not sent empty (`?from=` is an error with a
+    message, not "the default"): DRF reads an empty optional value as absent otherwise."""
+
+    blank_message = "Leave the parameter out instead of sending it empty."
+
+    def get_value(self, dictionary):
+        if self.field_name in dictionary and dictionary.get(self.field_name) == "":
+            return ""
+        return super().get_value(dictionary)
+
+    def to_internal_value(self, data):
+        if data == "":
+            raise serializers.ValidationError(self.blank_message, code="blank")
+        return super().to_internal_value(data)
+
+
+class QueryDateField(_Present, serializers.DateField):
+    blank_message = "Enter a date as YYYY-MM-DD, or leave the parameter out."
+
+
+class QueryUUIDField(_Present, serializers.UUIDField):
+    blank_message = "Enter an instance id, or leave the parameter out."
+
+
 class UsageQuerySerializer(serializers.Serializer):
+    """?from=&to=&instance=: the range defaults to this month up to today; at most
+    rules.USAGE_MAX_RANGE_DAYS days."""
+
     # `from` is a Python keyword: declared through the fields dict below.
-    to = serializers.DateField(required=False, help_text="Last day, inclusive (default: today).")
-    instance = serializers.UUIDField(required=False, help_text="Only this instance.")
+    to = QueryDateField(required=False, help_text="Last day, inclusive (default: today).")
+    instance = QueryUUIDField(required=False, help_text="Only this instance.")
 
     def get_fields(self):
         fields = super().get_fields()
-        fields["from"] = serializers.DateField(
+        fields["from"] = QueryDateField(
             required=False, help_text="First day, inclusive (default: the first of this month)."
         )
         return fields
+
+    def validate(self, attrs):
+        end = attrs.get("to") or timezone.localdate()
+        start = attrs.get("from") or end.replace(day=1)
+        if start > end:
+            raise serializers.ValidationError({"from": [rules.USAGE_ORDER_MESSAGE]})
+        if (end - start).days + 1 > rules.USAGE_MAX_RANGE_DAYS:
+            raise serializers.ValidationError({"from": [rules.USAGE_RANGE_MESSAGE]})
+        return {**attrs, "from": start, "to": end}
 
 
 class UsageTotalsSerializer(serializers.Serializer):

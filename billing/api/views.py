@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import permissions, serializers
+from rest_framework import permissions
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from accounts import roles
 from accounts.api.base import OrganizationApiViewSet
 from accounts.tenancy import ScopedPermission
-from billing import selectors
+from billing import capabilities, selectors
 from billing.models import UsageDay
-from instances.models import Instance
 
-from .serializers import MAX_RANGE_DAYS, UsageQuerySerializer, UsageSerializer
+from .serializers import UsageQuerySerializer, UsageSerializer
 
 _ZERO = Decimal("0")
 
@@ -95,23 +94,18 @@ class UsageViewSet(OrganizationApiViewSet):
     def retrieve(self, request, *args, **kwargs):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        today = timezone.localdate()
-        end = query.validated_data.get("to") or today
-        start = query.validated_data.get("from") or end.replace(day=1)
-        if start > end:
-            raise serializers.ValidationError({"from": ["Must be on or before `to`."]})
-        if (end - start).days + 1 > MAX_RANGE_DAYS:
-            raise serializers.ValidationError(
-                {"from": [f"Ask for at most {MAX_RANGE_DAYS} days at a time."]}
-            )
+        start, end = query.validated_data["from"], query.validated_data["to"]
         instance = None
         instance_id = query.validated_data.get("instance")
         if instance_id is not None:
-            instance = Instance.objects.filter(
-                organization=self.organization, pk=instance_id
-            ).first()
+            # Another organization's instance, or none at all: a 404, like every detail path.
+            instance = (
+                capabilities.instances(self.organization.pk, include_deleted=True)
+                .filter(pk=instance_id)
+                .first()
+            )
             if instance is None:
-                raise serializers.ValidationError({"instance": ["No such instance."]})
+                raise NotFound("No such instance.")
 
         per_instance = selectors.usage_by_instance(
             organization=self.organization, start=start, end=end, instance=instance

@@ -7,8 +7,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from billing import services, tasks
+from billing import tasks
 from billing.models import BillingPause, StripeEvent, Subscription
+from billing.services import grace
 from instances.models import Instance, Operation
 
 from .conftest import make_event
@@ -82,12 +83,12 @@ def test_instances_are_paused_only_after_the_grace_period_with_a_backup_first(
     paying.refresh_from_db()
 
     # Within the grace period nothing happens.
-    assert services.enforce_grace_periods(now=paying.grace_until - timedelta(minutes=1)) == 0
+    assert grace.enforce_grace_periods(now=paying.grace_until - timedelta(minutes=1)) == 0
     assert not Operation.objects.filter(kind=Operation.Kind.PAUSE).exists()
 
     # After it, the running instance is paused through instances.services.instance_pause:
     # a "pause" Operation, whose handler takes the backup before it stops the container.
-    assert services.enforce_grace_periods(now=paying.grace_until + timedelta(minutes=1)) == 1
+    assert grace.enforce_grace_periods(now=paying.grace_until + timedelta(minutes=1)) == 1
     op = Operation.objects.get(kind=Operation.Kind.PAUSE)
     assert op.instance == running
     assert op.state == Operation.State.QUEUED
@@ -116,7 +117,7 @@ def test_the_pause_goes_through_the_instances_seam_which_backs_up_first(monkeypa
     paying.payment_failed_at = timezone.now() - timedelta(days=8)
     paying.grace_until = timezone.now() - timedelta(days=1)
     paying.save()
-    assert services.enforce_grace_periods() == 1
+    assert grace.enforce_grace_periods() == 1
     assert calls == [("system", instance.pk, "Payment overdue: the grace period has ended.")]
 
 
@@ -134,7 +135,7 @@ def test_paying_ends_the_grace_and_resumes_what_billing_paused(
         make_event("invoice.payment_failed", _invoice(paying), created=int(time.time()) - 10),
     )
     paying.refresh_from_db()
-    services.enforce_grace_periods(now=paying.grace_until + timedelta(minutes=1))
+    grace.enforce_grace_periods(now=paying.grace_until + timedelta(minutes=1))
     # The pause operation finishes (the instances worker would do this).
     Operation.objects.filter(instance=bot, kind="pause").update(state="succeeded")
     Instance.objects.filter(pk=bot.pk).update(status=Instance.Status.PAUSED)
@@ -173,4 +174,4 @@ def test_comped_organizations_are_never_paused(paying):
     paying.grace_until = timezone.now() - timedelta(days=2)
     paying.save()
     InstanceFactory(organization=paying.organization)
-    assert services.enforce_grace_periods() == 0
+    assert grace.enforce_grace_periods() == 0

@@ -143,7 +143,7 @@ def test_subscription_deleted_arriving_before_created_ends_canceled(
 
 def test_deleted_before_created_with_stripe_refetch_ends_canceled(post_event, enqueued, alice_org):
     """The subscription exists in (local)Stripe: both handlers re-fetch it, Stripe's state wins."""
-    from billing import services
+    from billing.services import subscriptions
 
     plan = PlanFactory()
     c = stripe_api.client()
@@ -156,7 +156,7 @@ def test_deleted_before_created_with_stripe_refetch_ends_canceled(post_event, en
             "product": {"name": plan.name},
         }
     )
-    customer_id = services.customer_ensure(organization=alice_org)
+    customer_id = subscriptions.customer_ensure(organization=alice_org)
     pm = c.v1.payment_methods.create(
         {
             "type": "card",
@@ -222,12 +222,12 @@ def test_checkout_completed_links_the_customer_and_subscription(post_event, enqu
 def test_a_handler_crash_marks_the_event_failed_without_applying_half(
     post_event, enqueued, alice_org, monkeypatch
 ):
-    from billing import webhooks
+    from billing.services import stripe_events
 
     def boom(event, obj):
         raise KeyError("items")
 
-    monkeypatch.setitem(webhooks.HANDLERS, "customer.subscription.updated", boom)
+    monkeypatch.setitem(stripe_events.HANDLERS, "customer.subscription.updated", boom)
     event = make_event("customer.subscription.updated", {"id": "sub_x"})
     post_event(event)
     stored = StripeEvent.objects.get(event_id=event["id"])
@@ -246,7 +246,7 @@ def test_a_real_subscription_flow_from_localstripe_reaches_our_endpoint(
     import urllib.request
 
     from accounts.models import Organization
-    from billing import services
+    from billing.services import subscriptions
 
     org = Organization.objects.create(name="Live Co", slug="live-co", billing_email="l@example.com")
     plan = PlanFactory()
@@ -265,7 +265,7 @@ def test_a_real_subscription_flow_from_localstripe_reaches_our_endpoint(
             "product": {"name": plan.name},
         }
     )
-    customer_id = services.customer_ensure(organization=org)
+    customer_id = subscriptions.customer_ensure(organization=org)
     pm = c.v1.payment_methods.create(
         {
             "type": "card",

@@ -46,7 +46,7 @@ class Command(BaseCommand):
         from accounts.services import SYSTEM
 
         from ...models import Plan
-        from ...services import subscription_comp
+        from ...services.subscriptions import subscription_comp
 
         plan = Plan.objects.filter(is_active=True).order_by("-max_instances").first()
         if plan is not None:
