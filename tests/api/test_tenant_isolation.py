@@ -57,7 +57,7 @@ ENDPOINTS = [
     ("backups-create", "post", "/backups", {"instance": "{running}"}, 202, 403, 400),
     ("backups-restore", "post", "/backups/{backup}/restore", None, 202, 403, 404),
     ("usage", "get", "/usage", None, 200, 403, 200),
-    ("usage-instance", "get", "/usage?instance={running}", None, 200, 403, 400),
+    ("usage-instance", "get", "/usage?instance={running}", None, 200, 403, 404),
     ("tokens-list", "get", "/tokens", None, 200, 403, 200),
     ("tokens-create", "post", "/tokens", {"name": "ci", "scopes": ["read"]}, 201, 403, 201),
     ("tokens-detail", "get", "/tokens/{token}", None, 200, 403, 404),
