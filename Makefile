@@ -12,6 +12,9 @@ TEST_ENV := FLEET_STATE_STRICT=true FLEET_EGRESS_RESOLVE_NAMES=false DATABASE_UR
 .PHONY: run test lint fmt bench venv redis postgres docker image test-image chromium check clean
 .PHONY: firewall
 
+# DEBUG is off unless set (fleet/settings.py): development, the suite and the benchmarks set it.
+run test bench check: export DEBUG ?= true
+
 run: venv redis docker image firewall
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py fleet_bootstrap
@@ -25,6 +28,7 @@ test: venv redis postgres docker image test-image chromium check firewall
 check: venv
 	$(TEST_ENV) $(PY) manage.py check
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	@bash scripts/check-deploy.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 

@@ -3,6 +3,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from .client_ip import client_ip
 from .services import api_token_authenticate
 
 
@@ -35,7 +36,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         parts = header.split()
         if len(parts) != 2 or parts[0] != self.keyword:
             raise exceptions.AuthenticationFailed("Use the header: Authorization: Bearer <token>.")
-        token = api_token_authenticate(parts[1], ip=request.META.get("REMOTE_ADDR"))
+        token = api_token_authenticate(parts[1], ip=client_ip(request))
         if token is None:
             raise exceptions.AuthenticationFailed("This token is invalid, expired or revoked.")
         return TokenUser(token), token

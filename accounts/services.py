@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from . import roles
+from .client_ip import client_ip
 from .models import ApiToken, AuditEvent, Invitation, Membership, Organization, Role, User
 
 
@@ -39,8 +40,7 @@ class Actor:
         # A token's principal is not a person: the audit row names the token instead.
         authenticated = getattr(request.user, "is_authenticated", False)
         user = request.user if authenticated and token is None else None
-        ip = request.META.get("REMOTE_ADDR")
-        return cls(user=user, token=token, ip=ip, via="api" if token else via)
+        return cls(user=user, token=token, ip=client_ip(request), via="api" if token else via)
 
     @property
     def label(self) -> str:

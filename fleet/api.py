@@ -151,6 +151,12 @@ class OrganizationRateThrottle(SimpleRateThrottle):
 
     scope = "organization"
 
+    def get_ident(self, request):
+        """The client address by the trusted-proxy rule (DRF's own trusts X-Forwarded-For)."""
+        from accounts.client_ip import client_ip  # lazy: see the module docstring
+
+        return client_ip(request) or ""
+
     def get_cache_key(self, request, view):
         token = getattr(request, "auth", None)
         if token is not None and hasattr(token, "organization_id"):

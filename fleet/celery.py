@@ -15,22 +15,16 @@ app.conf.task_queues = (Queue("operations"), Queue("maintenance"), Queue("billin
 app.autodiscover_tasks()
 
 
-def _seconds(name: str, default: float) -> float:
-    from django.conf import settings
-
-    return float(getattr(settings, name, default))
-
-
 app.conf.beat_schedule = {
     # Compare what PostgreSQL wants with what every engine reports; restart crashed instances.
     "reconcile-fleet": {
         "task": "instances.tasks.reconcile_fleet",
-        "schedule": float(os.environ.get("FLEET_RECONCILE_SECONDS", 30)),
+        "schedule": 30.0,  # settings.FLEET_RECONCILE_SECONDS, see _periods_from_settings
     },
     # Mirror each running instance's sessions, tokens and costs into PostgreSQL.
     "sync-sessions": {
         "task": "sessions_mgmt.tasks.sync_all_sessions",
-        "schedule": float(os.environ.get("FLEET_SESSION_SYNC_SECONDS", 180)),
+        "schedule": 180.0,  # settings.FLEET_SESSION_SYNC_SECONDS
     },
     # Nightly backups of every instance, fanned out with a bounded concurrency.
     "nightly-backups": {
@@ -63,3 +57,14 @@ app.conf.beat_schedule = {
         "schedule": crontab(hour=4, minute=0),
     },
 }
+
+
+@app.on_after_configure.connect
+def _periods_from_settings(sender, **kwargs):
+    """The two short periods are settings (read from the environment in fleet/settings.py only);
+    Django's settings are loaded by the time Celery reads its configuration from them."""
+    from django.conf import settings
+
+    schedule = sender.conf.beat_schedule
+    schedule["reconcile-fleet"]["schedule"] = float(settings.FLEET_RECONCILE_SECONDS)
+    schedule["sync-sessions"]["schedule"] = float(settings.FLEET_SESSION_SYNC_SECONDS)

@@ -14,19 +14,61 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me-" + "x" * 40)
+# Off unless set: `make run` sets DEBUG=true for development. pytest runs the suite as development
+# (it exports PYTEST_VERSION to the process and the workers it starts; production never has it).
+DEBUG = env.bool("DEBUG", default=bool(env.str("PYTEST_VERSION", default="")))
+
+# Secrets a production process must be given, never defaulted: with DEBUG off a missing one
+# stops the process at start (see "Required in production" below), naming it.
+_MISSING: list[str] = []
+_DEV_SECRET_KEY = "dev-insecure-change-me-" + "x" * 40
+
+
+def _secret(name: str, dev_default: str) -> str:
+    value = env.str(name, default="").strip()
+    if not value and not DEBUG:
+        _MISSING.append(name)
+    return value or (dev_default if DEBUG else "")
+
+
+def _dev_fernet_key(label: str) -> str:
+    """A Fernet key derived from SECRET_KEY, for development only."""
+    digest = hashlib.sha256(f"{label}{SECRET_KEY}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+SECRET_KEY = _secret("SECRET_KEY", _DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
-# Fernet keys for secrets at rest (gateway tokens, provider keys, backups). A comma-separated
-# list: the first encrypts, all decrypt (rotation). Development derives one from SECRET_KEY.
-_dev_key = base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[_dev_key])
+# Fernet keys for secrets at rest (gateway tokens, provider keys). A comma-separated list: the
+# first encrypts, all decrypt (rotation). Only development derives one from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = [
+    k.strip() for k in _secret("FIELD_ENCRYPTION_KEYS", _dev_fernet_key("")).split(",") if k.strip()
+]
+# Backups have their own Fernet keys (BACKUP_ENCRYPTION_KEY, comma-separated for rotation: the
+# first encrypts, all decrypt), so that a leaked database key does not open the backups too.
+BACKUP_ENCRYPTION_KEYS = [
+    k.strip()
+    for k in _secret("BACKUP_ENCRYPTION_KEY", _dev_fernet_key("clawfleet-backups:")).split(",")
+    if k.strip()
+]
+BACKUP_ENCRYPTION_KEY = BACKUP_ENCRYPTION_KEYS[0] if BACKUP_ENCRYPTION_KEYS else ""
+
+# Behind a reverse proxy (Caddy, a load balancer) REMOTE_ADDR is the proxy's address. The client's
+# address for audit rows, token last-use and rate limits then comes from a header the proxy sets:
+# TRUSTED_CLIENT_IP_HEADER (e.g. X-Real-IP, CF-Connecting-IP; the proxy must overwrite it) or else
+# X-Forwarded-For read from the right, past TRUSTED_PROXY_COUNT proxies. Neither set: REMOTE_ADDR,
+# and X-Forwarded-For is ignored (a client could write anything there). accounts.client_ip reads
+# these; allauth's rate limits and DRF's throttles use the same function.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+TRUSTED_CLIENT_IP_HEADER = env.str("TRUSTED_CLIENT_IP_HEADER", default="").strip()
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
+ALLAUTH_TRUSTED_CLIENT_IP_HEADER = TRUSTED_CLIENT_IP_HEADER or None
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "fleet.apps.FleetAdminConfig",  # django.contrib.admin on the staff site (fleet/admin.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -233,18 +275,68 @@ FLEET_RECONCILE_SECONDS = env.float("FLEET_RECONCILE_SECONDS", default=30.0)
 FLEET_DELETE_GRACE_DAYS = env.int("FLEET_DELETE_GRACE_DAYS", default=7)
 FLEET_BACKUP_DIR = env.str("FLEET_BACKUP_DIR", default=str(BASE_DIR / "var" / "backups"))
 FLEET_BACKUP_CONCURRENCY = env.int("FLEET_BACKUP_CONCURRENCY", default=2)
+# Local working space for archives in transit (empty: <FLEET_BACKUP_DIR>/.scratch).
+FLEET_BACKUP_SCRATCH_DIR = env.str("FLEET_BACKUP_SCRATCH_DIR", default="")
+# Days the volume copy taken before a restore is kept.
+FLEET_PRERESTORE_KEEP_DAYS = env.int("FLEET_PRERESTORE_KEEP_DAYS", default=7)
+# Backups in S3-compatible storage (django-storages, needs boto3) when a bucket is set.
+FLEET_BACKUP_S3_BUCKET = env.str("FLEET_BACKUP_S3_BUCKET", default="")
+FLEET_BACKUP_S3_PREFIX = env.str("FLEET_BACKUP_S3_PREFIX", default="backups")
+FLEET_BACKUP_S3_ENDPOINT_URL = env.str("FLEET_BACKUP_S3_ENDPOINT_URL", default="")
+FLEET_BACKUP_S3_REGION = env.str("FLEET_BACKUP_S3_REGION", default="")
+FLEET_BACKUP_S3_ACCESS_KEY_ID = env.str("FLEET_BACKUP_S3_ACCESS_KEY_ID", default="")
+FLEET_BACKUP_S3_SECRET_ACCESS_KEY = env.str("FLEET_BACKUP_S3_SECRET_ACCESS_KEY", default="")
 FLEET_SESSION_SYNC_SECONDS = env.float("FLEET_SESSION_SYNC_SECONDS", default=180.0)
 # The OpenAI-compatible endpoint a demo instance talks to when no key is given (the mock LLM).
 FLEET_DEMO_LLM_URL = env.str("FLEET_DEMO_LLM_URL", default="")
+# `make run`'s demo staff login (bootstrap_demo): empty picks a fresh password each run.
+DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="")
 
 # --- Stripe ---------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_clawfleet_dev")
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="whsec_clawfleet_dev")
+STRIPE_WEBHOOK_SECRET = _secret("STRIPE_WEBHOOK_SECRET", "whsec_clawfleet_dev")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # e.g. localstripe on loopback
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 # The Stripe meter that receives LLM usage beyond a plan's included credit (in cents).
 STRIPE_LLM_METER_EVENT = env.str("STRIPE_LLM_METER_EVENT", default="clawfleet_llm_overage_cents")
+
+
+# --- Required in production ------------------------------------------------------------------
+# With DEBUG off the process refuses to start on a missing secret, a development value, or a key
+# that is not a Fernet key, and says which variable to set (an exit, not a traceback).
+def _production_problems() -> list[str]:
+    from cryptography.fernet import Fernet
+
+    problems = [f"{name} is not set" for name in _MISSING]
+    weak = SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5
+    if SECRET_KEY and weak:
+        problems.append("SECRET_KEY must be your own: at least 50 random characters")
+    derived = {_dev_fernet_key(""), _dev_fernet_key("clawfleet-backups:")}
+    for name, keys in (
+        ("FIELD_ENCRYPTION_KEYS", FIELD_ENCRYPTION_KEYS),
+        ("BACKUP_ENCRYPTION_KEY", BACKUP_ENCRYPTION_KEYS),
+    ):
+        if name in _MISSING:
+            continue
+        for n, key in enumerate(keys, 1):
+            try:
+                Fernet(key.encode())
+            except ValueError:
+                problems.append(f"{name}: key {n} is not a Fernet key (32 url-safe base64 bytes)")
+        if derived & set(keys):
+            problems.append(f"{name} must not be derived from SECRET_KEY")
+    if set(FIELD_ENCRYPTION_KEYS) & set(BACKUP_ENCRYPTION_KEYS):
+        problems.append("BACKUP_ENCRYPTION_KEY must differ from every FIELD_ENCRYPTION_KEYS key")
+    return problems
+
+
+if not DEBUG and (_problems := _production_problems()):
+    raise SystemExit(
+        "Clawfleet will not start with DEBUG off: "
+        + "; ".join(_problems)
+        + ". Set them in the environment (README.md, Configuration), or DEBUG=true to develop."
+    )
 
 # --- Security when DEBUG is off (check --deploy clean) ---------------------------------------
 if not DEBUG:

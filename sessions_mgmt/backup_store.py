@@ -51,17 +51,17 @@ class BackupCorrupt(Exception):
 
 @lru_cache(maxsize=1)
 def backup_storage() -> Storage:
-    bucket = os.environ.get("FLEET_BACKUP_S3_BUCKET", "")
+    bucket = settings.FLEET_BACKUP_S3_BUCKET
     if bucket:
         from storages.backends.s3 import S3Storage  # needs boto3 installed
 
         return S3Storage(
             bucket_name=bucket,
-            location=os.environ.get("FLEET_BACKUP_S3_PREFIX", "backups"),
-            endpoint_url=os.environ.get("FLEET_BACKUP_S3_ENDPOINT_URL") or None,
-            region_name=os.environ.get("FLEET_BACKUP_S3_REGION") or None,
-            access_key=os.environ.get("FLEET_BACKUP_S3_ACCESS_KEY_ID") or None,
-            secret_key=os.environ.get("FLEET_BACKUP_S3_SECRET_ACCESS_KEY") or None,
+            location=settings.FLEET_BACKUP_S3_PREFIX,
+            endpoint_url=settings.FLEET_BACKUP_S3_ENDPOINT_URL or None,
+            region_name=settings.FLEET_BACKUP_S3_REGION or None,
+            access_key=settings.FLEET_BACKUP_S3_ACCESS_KEY_ID or None,
+            secret_key=settings.FLEET_BACKUP_S3_SECRET_ACCESS_KEY or None,
             default_acl="private",
             file_overwrite=False,
             querystring_auth=True,
@@ -71,9 +71,7 @@ def backup_storage() -> Storage:
 
 def scratch_dir() -> str:
     """Local working space for a backup on its way to storage (never under /tmp's tmpfs)."""
-    path = os.environ.get("FLEET_BACKUP_SCRATCH_DIR") or os.path.join(
-        settings.FLEET_BACKUP_DIR, ".scratch"
-    )
+    path = settings.FLEET_BACKUP_SCRATCH_DIR or os.path.join(settings.FLEET_BACKUP_DIR, ".scratch")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 

@@ -3,9 +3,9 @@
 It lives in billing because it composes accounts (the user) and billing (a comped plan), and
 billing is the higher of the two in the app chain (docs/architecture.md)."""
 
-import os
 import secrets
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from allauth.account.models import EmailAddress
 
-        password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        password = settings.DEMO_ADMIN_PASSWORD or secrets.token_urlsafe(12)
         user, created = User.objects.get_or_create(
             email=DEMO_EMAIL, defaults={"is_staff": True, "is_superuser": True}
         )
