@@ -385,3 +385,14 @@ FLEET_GATEWAY_MAX_OUTPUT = env.int("FLEET_GATEWAY_MAX_OUTPUT", default=1_000_000
 # The test suite turns it off (names are then judged by the firewall at connect time), so that
 # no test sends a DNS query for a made-up name.
 FLEET_EGRESS_RESOLVE_NAMES = env.bool("FLEET_EGRESS_RESOLVE_NAMES", default=True)
+
+# --- staff door (fleet/admin.py, docs/admin.md) ---------------------------------------------
+# /admin/ signs in through allauth (its rate limits and MFA apply) and a staff member must have
+# enrolled an authenticator app (TOTP) and used it in this session before any admin page renders.
+# Only a development machine (DEBUG on) may turn the TOTP requirement off.
+FLEET_STAFF_MFA_REQUIRED = env.bool("FLEET_STAFF_MFA_REQUIRED", default=True)
+if not FLEET_STAFF_MFA_REQUIRED and not DEBUG:
+    raise SystemExit(
+        "Clawfleet will not start with DEBUG off and FLEET_STAFF_MFA_REQUIRED=false: staff must "
+        "use TOTP in production. Remove FLEET_STAFF_MFA_REQUIRED, or DEBUG=true to develop."
+    )

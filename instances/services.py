@@ -39,7 +39,7 @@ from django.utils import timezone
 from accounts.services import Actor, audit
 
 from . import placement, rules
-from .models import Instance, Operation
+from .models import Host, Instance, Operation
 from .operations import OperationInProgress, active_operation, operation_request
 from .specs import image_for  # noqa: F401 - part of this module's API (sessions_mgmt uses it)
 
@@ -656,3 +656,85 @@ def purge_expired(*, actor: Actor, now=None) -> list[Operation]:
 
 def grace_deadline(now=None):
     return (now or timezone.now()) + timedelta(days=settings.FLEET_DELETE_GRACE_DAYS)
+
+
+# --- hosts ------------------------------------------------------------------------------------
+# Hosts are configuration staff edit in the admin (instances/admin/hosts.py); every change is
+# audited here, with the fields that changed (never a secret: a host holds none).
+
+HOST_FIELDS = (
+    "name",
+    "base_url",
+    "is_active",
+    "memory_mb",
+    "max_instances",
+    "port_range_start",
+    "port_range_end",
+)
+
+
+def _host_values(host: Host, fields) -> dict:
+    return {name: getattr(host, name) for name in fields}
+
+
+def host_port_range_problem(start, end) -> str | None:
+    """Why a host's port range is unusable, or None (the admin's form shows it on the field)."""
+    if start is not None and end is not None and start > end:
+        return "The last port must not be below the first port."
+    return None
+
+
+def _validate_host(host: Host) -> None:
+    host.full_clean(exclude=["last_seen_at", "last_error", "created_at"], validate_unique=True)
+    problem = host_port_range_problem(host.port_range_start, host.port_range_end)
+    if problem:
+        raise ValidationError({"port_range_end": problem})
+
+
+@transaction.atomic
+def host_create(*, actor: Actor, **fields) -> Host:
+    """Add an engine endpoint (a Docker engine we may place instances on); audited."""
+    unknown = set(fields) - set(HOST_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown host fields: {', '.join(sorted(unknown))}.")
+    host = Host(**fields)
+    _validate_host(host)
+    host.save()
+    audit(actor=actor, action="host.created", target=host, data=_host_values(host, HOST_FIELDS))
+    return host
+
+
+@transaction.atomic
+def host_update(*, actor: Actor, host: Host, **fields) -> Host:
+    """Change a host's configuration; audited with each changed field's old and new value.
+    Deactivating a host stops placement on it; its instances stay where they are."""
+    unknown = set(fields) - set(HOST_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown host fields: {', '.join(sorted(unknown))}.")
+    fresh = Host.objects.select_for_update().get(pk=host.pk)
+    changes = {
+        name: {"from": getattr(fresh, name), "to": value}
+        for name, value in fields.items()
+        if getattr(fresh, name) != value
+    }
+    if not changes:
+        return fresh
+    for name, change in changes.items():
+        setattr(fresh, name, change["to"])
+    _validate_host(fresh)
+    fresh.save(update_fields=list(changes))
+    audit(actor=actor, action="host.updated", target=fresh, data={"changes": changes})
+    return fresh
+
+
+@transaction.atomic
+def host_delete(*, actor: Actor, host: Host) -> None:
+    """Remove a host no instance was ever placed on (instances keep their host, purged ones too:
+    deactivate a host to retire it); audited."""
+    if Instance.objects.filter(host=host).exists():
+        raise ValidationError(
+            f"{host.name} has instances (live or purged): deactivate it instead of deleting it."
+        )
+    values = _host_values(host, HOST_FIELDS)
+    audit(actor=actor, action="host.deleted", target=host, data=values)
+    host.delete()

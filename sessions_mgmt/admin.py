@@ -1,17 +1,23 @@
-"""Staff admin for the session mirror and backups, and the staff transcript view.
+"""Staff admin for the session mirror and backups, the staff transcript view, and what sessions
+add to the instance admin.
 
-Sessions and backups are rows the sync and the backup operations write: view-only here. Restore
-is an action on the instance (instances/admin.py); a succeeded backup links to it.
+Sessions and backups are rows the sync and the backup operations write: view-only here.
+
+The instance admin (instances/admin/) knows nothing of sessions: this module extends it through
+its extension point (instances.admin.extend, at the end of this file) with the last good backup
+column, the "backup overdue" filter (sessions_mgmt.selectors.needs_backup, the one rule the
+nightly run and the freshness alert use too), the back up / prune / sync actions, the restore
+action and page, and the sessions and backups tables of the change page.
 
 Transcripts (docs/admin.md, "Staff roles"): /admin/sessions_mgmt/session/<id>/transcript/
 - needs the permission "sessions_mgmt.view_transcript" (created by accounts/migrations/0002,
   given to the Support group): without it a 403, by link and by URL;
 - when the customer has not allowed support access (Instance.support_transcript_access), the
   staff member states a reason first (a form; the reason is POSTed, never put in a URL);
-- each page read goes through sessions_mgmt.services.transcript_for_staff, which audits it
-  ("transcript.viewed_by_staff" with the reason). When the read fails (instance not running, the
-  gateway not answering) the attempt is audited here as "transcript.view_failed_by_staff", so
-  every attempt leaves one audit row either way.
+- each page read goes through sessions_mgmt.services.transcript_for_staff, which audits every
+  attempt with the staff member's client IP: "transcript.viewed_by_staff" with the reason, or
+  "transcript.view_failed_by_staff" when the read fails (instance not running, the gateway not
+  answering). Nothing here writes an audit row itself.
 """
 
 from __future__ import annotations
@@ -19,24 +25,41 @@ from __future__ import annotations
 import logging
 
 from django import forms
-from django.contrib import admin
-from django.core.exceptions import PermissionDenied
-from django.db.models import F
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Exists, F, Max, OuterRef, Subquery
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.admin import OrganizationSlugFilter
-from accounts.services import Actor, audit
-from instances.admin import TRANSCRIPT_PERMISSION, ReadOnlyAdmin, render_steps, sessions_service
+from instances.admin import (
+    InstanceAction,
+    InstanceAdminExtension,
+    InstancePanel,
+    ReadOnlyAdmin,
+    admin_actor,
+    extend,
+    render_steps,
+)
+from instances.models import Instance
+from instances.operations import OperationInProgress
 
+from . import services
 from .models import Backup, Session
+from .selectors import needs_backup
 
 log = logging.getLogger(__name__)
 
+TRANSCRIPT_PERMISSION = "sessions_mgmt.view_transcript"
 TRANSCRIPT_PAGE = 50
+RECENT_SESSIONS = 50
+RECENT_BACKUPS = 20
 
 
 class TranscriptReasonForm(forms.Form):
@@ -192,12 +215,11 @@ class SessionAdmin(ReadOnlyAdmin):
 
     def _read(self, request, context, session, reason, before) -> None:
         instance = session.instance
-        read = sessions_service("transcript_for_staff")
+        actor = admin_actor(request)
         try:
-            if read is None:
-                raise RuntimeError("transcript_for_staff is not available")
-            page, older = read(
+            page, older = services.transcript_for_staff(
                 staff_user=request.user,
+                ip=actor.ip,
                 instance=instance,
                 session_key=session.session_key,
                 reason=reason,
@@ -206,25 +228,12 @@ class SessionAdmin(ReadOnlyAdmin):
             )
         except PermissionDenied:
             raise
-        except Exception as exc:  # noqa: BLE001 - a stopped instance, a gateway that does not answer
+        except services.TranscriptUnavailable as exc:
+            context["error"] = str(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a gateway that does not answer in time
             log.info("staff transcript read of %s failed: %s", instance.pk, type(exc).__name__)
-            context["error"] = (
-                str(exc)
-                if type(exc).__name__ == "TranscriptUnavailable"
-                else f"The transcript could not be read ({type(exc).__name__})."
-            )
-            audit(
-                actor=Actor(user=request.user, ip=request.META.get("REMOTE_ADDR"), via="admin"),
-                action="transcript.view_failed_by_staff",
-                organization=instance.organization,
-                target=instance,
-                data={
-                    "session_key": session.session_key,
-                    "reason": reason[:500],
-                    "customer_allowed": instance.support_transcript_access,
-                    "error": type(exc).__name__,
-                },
-            )
+            context["error"] = f"The transcript could not be read ({type(exc).__name__})."
             return
         context["messages_page"] = page
         context["older"] = older
@@ -289,3 +298,229 @@ class BackupAdmin(ReadOnlyAdmin):
         return format_html(
             '<a href="{}?backup={}">Restore {} from this backup…</a>', url, obj.pk, obj.instance
         )
+
+
+# --- what sessions add to the instance admin ---------------------------------------------------
+
+
+def with_backup_annotations(qs, *, now=None):
+    """Annotate `last_good_backup_at` (the newest succeeded backup) and `backup_overdue` (the
+    instance needs a backup now, by selectors.needs_backup): correlated subqueries, so a list of
+    instances stays one query. Also used by the fleet overview (fleet/admin.py)."""
+    last_backup = (
+        Backup.objects.filter(instance=OuterRef("pk"), state=Backup.State.SUCCEEDED)
+        .order_by()
+        .values("instance")
+        .annotate(newest=Max("finished_at"))
+        .values("newest")
+    )
+    overdue = needs_backup(Instance.objects.filter(pk=OuterRef("pk")), now=now)
+    return qs.annotate(last_good_backup_at=Subquery(last_backup), backup_overdue=Exists(overdue))
+
+
+class BackupOverdueFilter(admin.SimpleListFilter):
+    title = "backup overdue (26 h)"
+    parameter_name = "backup_overdue"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Overdue"), ("no", "Backed up"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return needs_backup(queryset)
+        if self.value() == "no":
+            return queryset.exclude(pk__in=needs_backup(queryset).values("pk"))
+        return queryset
+
+
+@admin.display(description="last good backup", ordering="last_good_backup_at")
+def last_good_backup(obj):
+    when = getattr(obj, "last_good_backup_at", None)
+    label = timezone.localtime(when).strftime("%Y-%m-%d %H:%M") if when else "never"
+    if getattr(obj, "backup_overdue", False):
+        return format_html('<span class="cf-overdue" title="over 26 h">⚠ {}</span>', label)
+    return label
+
+
+class BackupChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Backup) -> str:
+        when = timezone.localtime(obj.finished_at or obj.created_at).strftime("%Y-%m-%d %H:%M")
+        return (
+            f"{when} UTC · {obj.get_kind_display()} · {filesizeformat(obj.size_bytes)} · "
+            f"{obj.session_count} sessions · OpenClaw {obj.openclaw_version or '?'}"
+        )
+
+
+class RestoreForm(forms.Form):
+    backup = BackupChoiceField(
+        queryset=Backup.objects.none(), widget=forms.RadioSelect, empty_label=None
+    )
+    confirm = forms.BooleanField(
+        label="I understand that the instance's current state is replaced by this backup.",
+        required=True,
+    )
+
+    def __init__(self, *args, instance: Instance, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["backup"].queryset = Backup.objects.filter(
+            instance=instance, state=Backup.State.SUCCEEDED
+        ).order_by("-finished_at", "-created_at")
+
+
+def _restore(request, instance, backup) -> None:
+    try:
+        services.restore_request(actor=admin_actor(request), instance=instance, backup=backup)
+    except (OperationInProgress, ValidationError, PermissionDenied) as exc:
+        text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        messages.error(request, f"{instance.name}: {text}")
+    else:
+        messages.success(request, f"Restore of {instance.name} from the backup queued.")
+
+
+def _restore_page(model_admin, request, instance, form, *, action_flow: bool):
+    return model_admin.action_page(
+        request,
+        "admin/sessions_mgmt/instance/restore.html",
+        f"Restore {instance.name} from a backup",
+        instance=instance,
+        instances=[instance],
+        form=form,
+        action_flow=action_flow,
+        action_name="restore_instance",
+        has_backups=form.fields["backup"].queryset.exists(),
+    )
+
+
+@admin.action(description="Restore one instance from a backup…", permissions=["operate"])
+def restore_instance(model_admin, request, queryset):
+    instances = list(queryset[:2])
+    if len(instances) != 1:
+        messages.error(request, "Choose exactly one instance to restore.")
+        return None
+    instance = instances[0]
+    form = RestoreForm(request.POST if "apply" in request.POST else None, instance=instance)
+    if "apply" in request.POST and form.is_valid():
+        _restore(request, instance, form.cleaned_data["backup"])
+        return None
+    return _restore_page(model_admin, request, instance, form, action_flow=True)
+
+
+def _restore_urls(model_admin):
+    def restore_view(request, object_id):
+        instance = model_admin.operated_instance(request, object_id)
+        initial = {"backup": request.GET["backup"]} if request.GET.get("backup") else {}
+        data = request.POST if request.method == "POST" else None
+        form = RestoreForm(data, instance=instance, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            _restore(request, instance, form.cleaned_data["backup"])
+            return HttpResponseRedirect(model_admin.change_url(instance))
+        return _restore_page(model_admin, request, instance, form, action_flow=False)
+
+    view = model_admin.admin_site.admin_view(restore_view)
+    return [path("<path:object_id>/restore/", view, name="instances_instance_restore")]
+
+
+def _report_sync(request, instance, result) -> None:
+    if result.skipped:
+        messages.warning(
+            request, f"{instance.name}: not synced (only a running instance can be read)."
+        )
+        return
+    counts = ", ".join(
+        f"{getattr(result, k)} {k}" for k in ("created", "updated", "unchanged", "pruned")
+    )
+    messages.success(request, f"{instance.name}: sessions synced ({counts}).")
+
+
+def _sync_many(model_admin, request, instances) -> bool:
+    """Several instances: one sync task each (the task calls the same service), so the request
+    does not wait for all of them."""
+    from .tasks import sync_instance_sessions_task
+
+    ids = [str(i.pk) for i in instances]
+    transaction.on_commit(lambda: [sync_instance_sessions_task.delay(pk) for pk in ids])
+    messages.success(request, f"Session sync queued for {len(ids)} instances.")
+    return True
+
+
+def _sessions_panel(request, instance, model_admin) -> dict:
+    rows = (
+        Session.objects.filter(instance=instance)
+        .order_by(F("last_activity_at").desc(nulls_last=True), "-id")
+        .only(
+            "id",
+            "session_key",
+            "channel",
+            "agent_id",
+            "model",
+            "status",
+            "last_activity_at",
+            "message_count",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cost_usd",
+        )[:RECENT_SESSIONS]
+    )
+    return {
+        "rows": rows,
+        "total": Session.objects.filter(instance=instance).count(),
+        "can_read_transcripts": request.user.has_perm(TRANSCRIPT_PERMISSION),
+        "all_url": reverse("admin:sessions_mgmt_session_changelist")
+        + f"?instance__id__exact={instance.pk}",
+    }
+
+
+def _backups_panel(request, instance, model_admin) -> dict:
+    return {
+        "rows": Backup.objects.filter(instance=instance)[:RECENT_BACKUPS],
+        "all_url": reverse("admin:sessions_mgmt_backup_changelist")
+        + f"?instance__id__exact={instance.pk}",
+    }
+
+
+extend(
+    InstanceAdminExtension(
+        name="sessions",
+        annotate=with_backup_annotations,
+        displays={"last_good_backup": last_good_backup},
+        list_display=["last_good_backup"],
+        detail_fields=["last_good_backup"],
+        list_filter=[BackupOverdueFilter],
+        actions=[
+            InstanceAction(
+                "backup",
+                "Back up now",
+                "Back up selected instances now",
+                lambda *, actor, instance: services.backup_request(
+                    actor=actor, instance=instance, kind=Backup.Kind.MANUAL
+                ),
+                "Backup queued",
+            ),
+            InstanceAction(
+                "prune",
+                "Prune sessions now",
+                "Prune sessions of selected instances now",
+                services.prune_sessions,
+                "Pruning queued",
+            ),
+            InstanceAction(
+                "sync",
+                "Sync sessions now",
+                "Sync sessions of selected instances now",
+                lambda *, actor, instance: services.sync_instance_sessions(instance=instance),
+                "Sessions synced",
+                report=_report_sync,
+                run_many=_sync_many,
+            ),
+        ],
+        admin_actions=[restore_instance],
+        urls=_restore_urls,
+        links=[("Restore…", "admin:instances_instance_restore")],
+        panels=[
+            InstancePanel("admin/sessions_mgmt/instance/_sessions.html", _sessions_panel, order=10),
+            InstancePanel("admin/sessions_mgmt/instance/_backups.html", _backups_panel, order=30),
+        ],
+    )
+)

@@ -57,10 +57,19 @@ def transcript_for_member(
 
 
 def transcript_for_staff(
-    *, staff_user, instance: Instance, session_key: str, reason: str = "", before=None, limit=50
+    *,
+    staff_user,
+    instance: Instance,
+    session_key: str,
+    reason: str = "",
+    before=None,
+    limit=50,
+    ip: str | None = None,
 ):
     """Support reading a customer's transcript: allowed when the customer opted in or a reason
-    is given; always audited ("transcript.viewed_by_staff")."""
+    is given; every attempt is audited with the staff member's client IP:
+    "transcript.viewed_by_staff", or "transcript.view_failed_by_staff" (with the error's type)
+    when the read fails, the error then raised to the caller."""
     reason = (reason or "").strip()
     if not getattr(staff_user, "is_staff", False):
         raise PermissionDenied("Only staff may read customers' transcripts.")
@@ -68,16 +77,30 @@ def transcript_for_staff(
         raise PermissionDenied(
             "The customer has not allowed support access: give a reason to read this transcript."
         )
-    page = transcript_page(instance=instance, session_key=session_key, before=before, limit=limit)
+    actor = Actor(user=staff_user, ip=ip, via="admin")
+    data = {
+        "session_key": session_key,
+        "reason": reason[:500],
+        "customer_allowed": instance.support_transcript_access,
+    }
+    try:
+        page = transcript_page(
+            instance=instance, session_key=session_key, before=before, limit=limit
+        )
+    except Exception as exc:
+        audit(
+            actor=actor,
+            action="transcript.view_failed_by_staff",
+            organization=instance.organization,
+            target=instance,
+            data={**data, "error": type(exc).__name__},
+        )
+        raise
     audit(
-        actor=Actor(user=staff_user, via="admin"),
+        actor=actor,
         action="transcript.viewed_by_staff",
         organization=instance.organization,
         target=instance,
-        data={
-            "session_key": session_key,
-            "reason": reason[:500],
-            "customer_allowed": instance.support_transcript_access,
-        },
+        data=data,
     )
     return page

@@ -1,6 +1,9 @@
 """Fixtures for the staff admin tests: a superuser, a support person, a staff member without the
 transcript permission, and instances built directly as rows (nothing here starts a container).
 
+Staff clients sign in as at the real door (tests/admin/door.py): allauth's login with a password,
+then a TOTP code.
+
 These tests are non-transactional: a service queues its task with transaction.on_commit, which
 never fires inside the test's transaction, so an admin action records its Operation and audit row
 and nothing runs. We assert on those rows.
@@ -20,6 +23,8 @@ from instances.models import Host, Instance, Operation
 from sessions_mgmt.models import Backup, Session
 from tests.factories import OrganizationFactory, UserFactory
 
+from .door import sign_in_staff
+
 _seq = itertools.count(1)
 
 
@@ -36,7 +41,7 @@ def superuser(db):
 
 @pytest.fixture
 def admin_client_(client, superuser):
-    client.force_login(superuser)
+    sign_in_staff(client, superuser)
     return client
 
 
@@ -50,7 +55,7 @@ def support_user(db):
 
 @pytest.fixture
 def support_client(client, support_user):
-    client.force_login(support_user)
+    sign_in_staff(client, support_user)
     return client
 
 

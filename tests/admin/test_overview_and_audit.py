@@ -10,6 +10,7 @@ from accounts.services import SYSTEM, audit
 from instances.models import Instance, Operation
 
 from .conftest import make_backup, make_instance, make_operation, make_org, make_session, make_usage
+from .door import sign_in_staff
 
 OVERVIEW = reverse("admin:fleet_overview")
 
@@ -17,8 +18,11 @@ OVERVIEW = reverse("admin:fleet_overview")
 def test_the_overview_is_linked_from_the_admin_index(admin_client_):
     index = admin_client_.get(reverse("admin:index"))
 
-    assert OVERVIEW == "/admin/instances/host/overview/"
+    assert OVERVIEW == "/admin/overview/"
     assert OVERVIEW.encode() in index.content
+    # Its address until the overview moved onto the admin site still leads there.
+    moved = admin_client_.get("/admin/instances/host/overview/")
+    assert (moved.status_code, moved["Location"]) == (301, OVERVIEW)
 
 
 def test_the_overview_shows_capacity_statuses_failures_overdue_backups_and_costs(
@@ -66,10 +70,11 @@ def test_support_may_see_the_overview_but_staff_without_view_access_may_not(
 ):
     from tests.factories import UserFactory
 
-    client.force_login(support_user)
+    sign_in_staff(client, support_user)
     assert client.get(OVERVIEW).status_code == 200
 
-    client.force_login(UserFactory(email="nobody@clawfleet.test", is_staff=True))
+    client.logout()
+    sign_in_staff(client, UserFactory(email="nobody@clawfleet.test", is_staff=True))
     assert client.get(OVERVIEW).status_code == 403
 
 

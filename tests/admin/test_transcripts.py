@@ -13,6 +13,7 @@ from accounts.models import AuditEvent
 from instances.models import Instance
 
 from .conftest import make_instance, make_session
+from .door import sign_in_staff
 
 TRANSCRIPT_ACTIONS = ("transcript.viewed_by_staff", "transcript.view_failed_by_staff")
 
@@ -54,7 +55,7 @@ def test_the_support_group_may_view_and_read_transcripts_but_change_nothing(db):
 
 
 def test_staff_without_the_permission_get_403_by_url_and_see_no_link(client, viewer_staff, session):
-    client.force_login(viewer_staff)
+    sign_in_staff(client, viewer_staff)
 
     assert client.get(transcript_url(session)).status_code == 403
     assert (
