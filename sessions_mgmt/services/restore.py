@@ -95,6 +95,9 @@ def volume_tar(plain_chunks, manifest: dict) -> Iterator[bytes]:
             member.name = rel
             member.uid = member.gid = 1000
             member.uname = member.gname = "node"
+            # A long path came in a PAX header; written back it would win over the new name.
+            for key in ("path", "linkpath", "uid", "gid", "uname", "gname"):
+                member.pax_headers.pop(key, None)
             fh = src.extractfile(member) if member.isfile() else None
             dst.addfile(member, fh)
             yield from out.drain()

@@ -3,7 +3,7 @@ import pytest
 from instances.models import Host, Instance
 from sessions_mgmt.services import access
 
-from .helpers import FakeOpenClaw
+from .helpers import FakeOpenClaw, VolumeOpenClaw, offline_sessions_program
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +59,21 @@ def fake_openclaw(monkeypatch):
         return client_for(instance)
 
     return get
+
+
+@pytest.fixture
+def volume_openclaw(fake_runtime, monkeypatch):
+    """OpenClaw on the fake runtime: each instance's session store is a file in its volume (a
+    backup copies it, a restore brings it back), and `openclaw sessions --json` in a helper
+    container lists it. Returns get(instance) -> its VolumeOpenClaw."""
+    fakes: dict = {}
+    fake_runtime.programs["openclaw"] = offline_sessions_program
+
+    def client_for(instance, **kwargs):
+        return fakes.setdefault(instance.pk, VolumeOpenClaw(fake_runtime, instance.volume_name))
+
+    monkeypatch.setattr(access, "client_for", client_for)
+    return client_for
 
 
 @pytest.fixture

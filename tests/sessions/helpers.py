@@ -1,8 +1,12 @@
-"""Fakes for unit tests: an OpenClaw client over an in-memory session store."""
+"""Fakes for unit tests: an OpenClaw client over an in-memory session store, and one whose
+store is a file in a volume of the fake runtime (backups and restores move it)."""
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
+import tarfile
 import time
 from decimal import Decimal
 
@@ -107,3 +111,106 @@ class FakeOpenClaw:
         for k in keys:
             self.sessions.pop(k, None)
         return dict.fromkeys(keys, "deleted")
+
+
+# --- an OpenClaw whose session store lives in a volume of the fake runtime ---------------------
+
+STORE = "agents/main/sessions/fake-store.json"  # the fake's stand-in for OpenClaw's store
+
+
+class VolumeOpenClaw(FakeOpenClaw):
+    """FakeOpenClaw whose sessions are a file in the instance's volume of the fake runtime, so
+    a backup copies them and a restore brings the backed-up ones back, as with the real store.
+    Hot backups (`backup_create` + `cat`) produce an archive in OpenClaw's own layout."""
+
+    def __init__(self, runtime, volume: str):
+        super().__init__()
+        self.runtime, self.volume = runtime, volume
+        self.scratch: dict[str, bytes] = {}
+
+    def _load(self) -> None:
+        raw = self.runtime.volumes[self.volume].files.get(STORE)
+        data = json.loads(raw) if raw else {}
+        for s in data.values():
+            s["cost"] = Decimal(s["cost"])
+        self.sessions = data
+
+    def _save(self) -> None:
+        data = {k: {**s, "cost": str(s["cost"])} for k, s in self.sessions.items()}
+        self.runtime.volumes[self.volume].put(STORE, json.dumps(data).encode())
+
+    def add(self, key, **kwargs):
+        self._load()
+        super().add(key, **kwargs)
+        self._save()
+
+    def touch(self, key, **changes):
+        self._load()
+        super().touch(key, **changes)
+        self._save()
+
+    def list_sessions(self, **kwargs):
+        self._load()
+        return super().list_sessions(**kwargs)
+
+    def count_sessions(self):
+        self._load()
+        return super().count_sessions()
+
+    def usage(self, keys):
+        self._load()
+        return super().usage(keys)
+
+    def archive(self, keys):
+        self._load()
+        try:
+            return super().archive(keys)
+        finally:
+            self._save()
+
+    def delete(self, keys):
+        self._load()
+        try:
+            return super().delete(keys)
+        finally:
+            self._save()
+
+    # what a hot backup asks of OpenClaw
+    def version(self):
+        return "2026.9.6"
+
+    def backup_create(self, out_dir: str) -> dict:
+        self.calls.append("backup_create")
+        root = "2026-11-25T17-21-03.433+00-00-openclaw-backup"
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            entries = {"manifest.json": b"{}"}
+            for rel, data in self.runtime.volumes[self.volume].files.items():
+                entries[f"payload/posix/home/node/.openclaw/{rel}"] = data
+            for name, data in entries.items():
+                info = tarfile.TarInfo(f"{root}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        path = f"{out_dir}/{root}.tar.gz"
+        self.scratch[path] = buf.getvalue()
+        return {"archivePath": path, "verified": True, "archiveRoot": root, "assets": []}
+
+    def run(self, argv, *, timeout=None, env=None):
+        if argv[:1] == ["cat"] and argv[1] in self.scratch:
+            return 0, self.scratch[argv[1]], b""
+        return 1, b"", b"no such file"
+
+    def remove_path(self, path: str) -> None:
+        self.scratch = {k: v for k, v in self.scratch.items() if not k.startswith(path)}
+
+
+def offline_sessions_program(argv, fs):
+    """`openclaw sessions ... --json` in a helper container on a volume (the fake runtime's
+    `programs["openclaw"]`): the keys of the volume's store."""
+    from instances.runtime.types import STATE_DIR
+
+    if argv[1:2] != ["sessions"]:
+        raise NotImplementedError(f"fake openclaw cannot run {argv!r}")
+    raw = fs.read(f"{STATE_DIR}/{STORE}")
+    keys = sorted(json.loads(raw)) if raw else []
+    return 0, json.dumps({"sessions": [{"key": k} for k in keys]}).encode(), b""

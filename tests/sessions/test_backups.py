@@ -145,6 +145,22 @@ def test_cold_archive_becomes_the_volume_tar_unchanged_and_hot_archive_is_rewrit
     assert members[0].uid == 1000
 
 
+def test_a_hot_archive_entry_with_a_long_path_in_a_pax_header_lands_at_its_volume_path():
+    root = "2026-11-25T17-21-03.433+00-00-openclaw-backup"
+    deep = "agents/main/sessions/" + "0f" * 30 + ".jsonl"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(f"{root}/payload/posix/home/node/.openclaw/{deep}")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"{}"))
+    manifest = {"method": "openclaw-backup", "archive_root": root}
+
+    out = b"".join(restore.volume_tar([buf.getvalue()], manifest))
+
+    with tarfile.open(fileobj=io.BytesIO(out)) as tar:
+        assert tar.getnames() == [deep]
+
+
 def _b(instance, kind, days_ago, state=Backup.State.SUCCEEDED):
     created = timezone.now() - timedelta(days=days_ago)
     return Backup(
