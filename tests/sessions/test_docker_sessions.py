@@ -206,6 +206,23 @@ def test_sessions_backups_restore_and_prune_on_a_real_instance(
     )
     assert Session.objects.get(session_key="agent:main:conv-0").status == Session.Status.LIVE
 
+    # 3c. docker kill, the reconcile loop restarts it ("starting" until its next pass), and a
+    # restore comes before that pass: it ends running and ready, as the instance is wanted.
+    from instances.reconcile import reconcile_host
+
+    docker_runtime.client.containers.get(instance.container_name).kill()
+    reconcile_host(instance.host)
+    instance.refresh_from_db()
+    assert (instance.desired_state, instance.status) == ("running", "starting")
+    op = services.restore_request(actor=SYSTEM, instance=instance, backup=backup)
+    op = wait_for_operation(op, 600, worker=celery_worker_process)
+    assert op.state == "succeeded", (op.error, op.error_detail, op.steps)
+    instance.refresh_from_db()
+    assert (instance.status, instance.health) == ("running", "healthy")
+    assert instance.running_since is not None
+    assert docker_runtime.inspect(instance.container_name).running
+    assert openclaw_keys(instance) == backed_up
+
     # 4. Prune "idle more than 30 days": two sessions written 40 days ago by OpenClaw itself.
     docker_runtime.stop(instance.container_name, timeout=30)
     for i in range(2):
