@@ -256,34 +256,94 @@ def invitation_revoke(*, actor: Actor, invitation: Invitation) -> None:
     )
 
 
+def _actor_role(actor: Actor, organization: Organization) -> str | None:
+    """The acting person's role in the organization. The system and the command line act as an
+    owner would (they are the operator); a token or a non-member has no role here."""
+    if actor.user is None and actor.token is None:
+        return Role.OWNER
+    if actor.user is None:
+        return None
+    return (
+        Membership.objects.filter(organization=organization, user=actor.user)
+        .values_list("role", flat=True)
+        .first()
+    )
+
+
+def _check_member_change(actor: Actor, membership: Membership, *, new_role: str | None) -> None:
+    """Members are managed by owners and admins; only an owner makes, demotes or removes an owner
+    (an admin cannot promote anyone, themselves included, to owner)."""
+    role = _actor_role(actor, membership.organization)
+    require(role, roles.MANAGE_MEMBERS)
+    if Role.OWNER in (membership.role, new_role) and not roles.role_allows(
+        role, roles.MANAGE_OWNERS
+    ):
+        raise PermissionDenied("Only an owner can make, demote or remove an owner.")
+
+
+def _revoke_tokens_created_by(*, actor: Actor, membership: Membership, reason: str) -> int:
+    """The API tokens a person created in this organization stop working when the person may no
+    longer manage tokens there (removed, or demoted to member or viewer)."""
+    tokens = ApiToken.objects.select_for_update().filter(
+        organization=membership.organization,
+        created_by=membership.user,
+        revoked_at__isnull=True,
+    )
+    count = 0
+    for token in tokens:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit(
+            actor=actor,
+            action="api_token.revoked",
+            organization=membership.organization,
+            target=token,
+            data={"reason": reason, "created_by": membership.user.email},
+        )
+        count += 1
+    return count
+
+
 @transaction.atomic
 def membership_set_role(*, actor: Actor, membership: Membership, role: str) -> Membership:
     if role not in Role.values:
         raise ValidationError({"role": "Unknown role."})
+    _check_member_change(actor, membership, new_role=role)
     _keep_an_owner(membership, new_role=role)
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
+    revoked = 0
+    if roles.role_allows(old, roles.MANAGE_TOKENS) and not roles.role_allows(
+        role, roles.MANAGE_TOKENS
+    ):
+        revoked = _revoke_tokens_created_by(
+            actor=actor, membership=membership, reason=f"creator demoted to {role}"
+        )
     audit(
         actor=actor,
         action="membership.role_changed",
         organization=membership.organization,
         target=membership,
-        data={"from": old, "to": role},
+        data={"from": old, "to": role, "tokens_revoked": revoked},
     )
     return membership
 
 
 @transaction.atomic
 def membership_remove(*, actor: Actor, membership: Membership) -> None:
+    _check_member_change(actor, membership, new_role=None)
     _keep_an_owner(membership, new_role=None)
     org = membership.organization
+    revoked = _revoke_tokens_created_by(
+        actor=actor, membership=membership, reason="creator removed from the organization"
+    )
     audit(
         actor=actor,
         action="membership.removed",
         organization=org,
         target=membership,
-        data={"email": membership.user.email},
+        data={"email": membership.user.email, "tokens_revoked": revoked},
     )
     membership.delete()
 

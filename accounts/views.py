@@ -147,6 +147,8 @@ def member_update(request, membership_id: int):
             messages.success(request, f"{target.user.email} is now {target.get_role_display()}.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+    except PermissionDenied as exc:  # e.g. an admin touching an owner: say why, on the page
+        messages.error(request, str(exc))
     return redirect("org_settings")
 
 

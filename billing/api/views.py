@@ -22,14 +22,14 @@ _ZERO = Decimal("0")
 
 class BillingScopePermission(permissions.BasePermission):
     """A token needs the billing scope. A signed-in member goes by role: every role may see
-    costs (roles.VIEW covers them), which ScopedPermission already checks."""
+    costs (roles.VIEW_USAGE covers them), which ScopedPermission already checks."""
 
     message = "This token needs the billing scope."
 
     def has_permission(self, request, view):
         token = getattr(request, "auth", None)
         if token is not None and hasattr(token, "scopes"):
-            return roles.scopes_allow(token.scopes, roles.MANAGE_BILLING)
+            return roles.scopes_allow(token.scopes, roles.VIEW_USAGE)
         return True
 
 
@@ -86,7 +86,7 @@ class BillingScopePermission(permissions.BasePermission):
 class UsageViewSet(OrganizationApiViewSet):
     queryset = UsageDay.objects.all()
     permission_classes = [permissions.IsAuthenticated, ScopedPermission, BillingScopePermission]
-    action_permissions = {"retrieve": roles.VIEW}
+    action_permissions = {"retrieve": roles.VIEW_USAGE}
     serializer_class = UsageSerializer
     pagination_class = None
     filter_backends: list = []
