@@ -11,112 +11,31 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.factories import SessionFactory
-from tests.fleet_fixtures import BASE_DIR, deploy_and_wait
+from tests.fleet_fixtures import deploy_and_wait
+from tests.integration.webstall import WebError, start_gunicorn, stop_gunicorn
+from tests.integration.webstall import gateway_pids as _gateway_pids
+from tests.integration.webstall import get as _get
+from tests.integration.webstall import measure as _measure
+from tests.integration.webstall import p99 as _p99
 
 pytestmark = [pytest.mark.docker, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def web(celery_worker_process, tmp_path):
     """gunicorn as the Procfile runs it, on the test database, on a free loopback port."""
-    port = _free_port()
-    log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "fleet.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--timeout",
-            "120",
-        ],
-        cwd=BASE_DIR,
-        env={**celery_worker_process.env, "ALLOWED_HOSTS": "127.0.0.1,localhost"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited; see {tmp_path / 'gunicorn.log'}", pytrace=False)
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2):  # noqa: S310 - loopback
-                break
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.3)
-    else:
-        pytest.fail("gunicorn did not answer /healthz within 60 s", pytrace=False)
+    try:
+        proc, base = start_gunicorn(celery_worker_process.env, tmp_path / "gunicorn.log")
+    except WebError as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:  # threads stuck on a stalled call: the probe failed
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    log.close()
-
-
-def _get(url: str, token: str | None = None, timeout: float = 90) -> tuple[int, float, bytes]:
-    request = urllib.request.Request(url)  # noqa: S310 - loopback only
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            body = response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        body, status = exc.read(), exc.code
-    return status, time.monotonic() - started, body
-
-
-def _p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
-def _gateway_pids(container: str) -> list[int]:
-    """Host pids of the container's processes other than docker-init (PID 1 inside)."""
-    out = subprocess.run(
-        ["docker", "top", container, "-eo", "pid,args"], capture_output=True, text=True, check=True
-    ).stdout.splitlines()[1:]
-    return [int(line.split()[0]) for line in out if "docker-init" not in line]
-
-
-def _measure(web: str, token: str, seconds: float) -> tuple[list[float], list[int]]:
-    latencies, statuses = [], []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for url, auth in ((f"{web}/healthz", None), (f"{web}/api/v1/instances", token)):
-            status, took, _ = _get(url, auth, timeout=30)
-            latencies.append(took)
-            statuses.append(status)
-    return latencies, statuses
+    stop_gunicorn(proc)
 
 
 def test_a_stalled_gateway_never_stalls_the_web_tier(
