@@ -138,36 +138,35 @@ def _invoice_org(invoice: dict) -> Organization | None:
     )
 
 
-def _invoice_paid(event: dict, obj: dict) -> str:
-    org = _invoice_org(obj)
-    if org is None:
-        return "ignored"
-    created = int(event.get("created") or 0)
-    _, outcome = grace.payment_succeeded(
-        organization=org, event_created=created, invoice_id=obj.get("id", "")
-    )
-    subscription_id = _invoice_subscription_id(obj)
-    if subscription_id:  # past_due -> active comes with the payment
-        subscriptions.subscription_sync(
-            organization=org, subscription_id=subscription_id, payload=None, event_created=created
+def _invoice_handler(service: str) -> Callable[[dict, dict], str]:
+    """invoice.paid / invoice.payment_failed: the grace service `service` applies the payment
+    outcome; then the subscription is re-fetched, as the payment moves its status too
+    (past_due <-> active)."""
+
+    def handle(event: dict, obj: dict) -> str:
+        org = _invoice_org(obj)
+        if org is None:
+            return "ignored"
+        created = int(event.get("created") or 0)
+        _, outcome = getattr(grace, service)(
+            organization=org, event_created=created, invoice_id=obj.get("id", "")
         )
-    return outcome
+        subscription_id = _invoice_subscription_id(obj)
+        if subscription_id:
+            subscriptions.subscription_sync(
+                organization=org,
+                subscription_id=subscription_id,
+                payload=None,
+                event_created=created,
+            )
+        return outcome
+
+    handle.__name__ = f"_invoice_{service}"
+    return handle
 
 
-def _invoice_payment_failed(event: dict, obj: dict) -> str:
-    org = _invoice_org(obj)
-    if org is None:
-        return "ignored"
-    created = int(event.get("created") or 0)
-    _, outcome = grace.payment_failed(
-        organization=org, event_created=created, invoice_id=obj.get("id", "")
-    )
-    subscription_id = _invoice_subscription_id(obj)
-    if subscription_id:  # active -> past_due
-        subscriptions.subscription_sync(
-            organization=org, subscription_id=subscription_id, payload=None, event_created=created
-        )
-    return outcome
+_invoice_paid = _invoice_handler("payment_succeeded")
+_invoice_payment_failed = _invoice_handler("payment_failed")
 
 
 HANDLERS: dict[str, Callable[[dict, dict], str]] = {

@@ -1,14 +1,21 @@
-"""Factories for billing tests (the shared ones live in tests/factories.py)."""
+"""Factories for billing's own models; the shared ones (organizations, instances, sessions) come
+from tests/factories.py and are re-exported here for the billing tests' imports."""
 
 from decimal import Decimal
 
 import factory
-from django.utils import timezone
 
 from billing.models import Budget, ModelPrice, Plan, Subscription
-from instances.models import Instance
-from sessions_mgmt.models import Session
-from tests.factories import OrganizationFactory
+from tests.factories import InstanceFactory, OrganizationFactory, SessionFactory
+
+__all__ = [
+    "BudgetFactory",
+    "InstanceFactory",
+    "ModelPriceFactory",
+    "PlanFactory",
+    "SessionFactory",
+    "SubscriptionFactory",
+]
 
 
 class PlanFactory(factory.django.DjangoModelFactory):
@@ -38,35 +45,6 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
     status = Subscription.Status.ACTIVE
     stripe_customer_id = factory.Sequence(lambda n: f"cus_test{n}")
     stripe_subscription_id = factory.Sequence(lambda n: f"sub_test{n}")
-
-
-class InstanceFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Instance
-
-    organization = factory.SubFactory(OrganizationFactory)
-    name = factory.Sequence(lambda n: f"bot-{n}")
-    openclaw_version = "2026.9.6"
-    status = Instance.Status.RUNNING
-    desired_state = Instance.DesiredState.RUNNING
-    provider = Instance.Provider.CUSTOM
-    model_name = "mock-1"
-    gateway_token = "gw-test-token"
-    memory_mb = 2048
-    cpus = Decimal("1")
-
-
-class SessionFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Session
-
-    instance = factory.SubFactory(InstanceFactory)
-    organization = factory.LazyAttribute(lambda s: s.instance.organization)
-    session_key = factory.Sequence(lambda n: f"agent:main:telegram:dm:{n}")
-    channel = "telegram"
-    model = "mock-1"
-    started_at = factory.LazyFunction(timezone.now)
-    last_activity_at = factory.LazyFunction(timezone.now)
 
 
 class BudgetFactory(factory.django.DjangoModelFactory):

@@ -13,6 +13,7 @@ from accounts.models import AuditEvent
 from accounts.services import SYSTEM
 from billing.models import ModelPrice, Plan
 from billing.services import catalog
+from tests.admin.door import sign_in_staff
 from tests.factories import UserFactory
 
 from .factories import ModelPriceFactory, PlanFactory, SubscriptionFactory
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff(client):
     user = UserFactory(email="root@clawfleet.test", is_staff=True, is_superuser=True)
-    client.force_login(user)
+    sign_in_staff(client, user)  # through the staff door: allauth login and TOTP
     return user
 
 

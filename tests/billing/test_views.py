@@ -196,9 +196,10 @@ def test_nobody_removes_another_organizations_budget(alice_client, charlie_org):
 
 def test_staff_admin_pages_for_billing_load(client, alice_org):
     from accounts.models import User
+    from tests.admin.door import sign_in_staff
 
     admin = User.objects.create_superuser("staff@example.com", "correct-horse-battery")
-    client.force_login(admin)
+    sign_in_staff(client, admin)  # through the staff door: allauth login and TOTP
     SubscriptionFactory(organization=alice_org)
     UsageDay.objects.create(
         instance=InstanceFactory(organization=alice_org),
