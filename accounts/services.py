@@ -76,6 +76,15 @@ def audit(
     )
 
 
+class RateLimited(ValidationError):
+    """Too many of something in a window: a form error on a page, a 429 in the API (fleet.api
+    turns any ValidationError with `retry_after` into one, with Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message, code="rate_limited")
+        self.retry_after = retry_after
+
+
 def require(membership_role: str | None, permission: str) -> None:
     if not roles.role_allows(membership_role, permission):
         raise PermissionDenied("Your role in this organization does not allow that.")
@@ -180,6 +189,7 @@ def invitation_create(
         raise ValidationError({"role": "Choose admin, member or viewer."})
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
         raise ValidationError({"email": f"{email} is already a member."})
+    _check_invitation_rate(actor=actor, organization=organization)
     Invitation.objects.filter(
         organization=organization, email=email, accepted_at__isnull=True, revoked_at__isnull=True
     ).update(revoked_at=timezone.now())
@@ -213,6 +223,31 @@ def invitation_create(
         data={"email": email, "role": role},
     )
     return invitation, link
+
+
+def _check_invitation_rate(*, actor: Actor, organization: Organization) -> None:
+    """At most INVITATIONS_PER_HOUR_PER_ORG invitations an hour from one organization and
+    INVITATIONS_PER_HOUR_PER_USER from one person (all their organizations together), so that
+    nobody sends mail in our name in bulk. Counted from the rows themselves (exact, shared by
+    every process); the organization's row lock orders concurrent invitations."""
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
+    since = timezone.now() - timedelta(hours=1)
+    recent = Invitation.objects.filter(created_at__gte=since)
+    limits = [(recent.filter(organization=organization), settings.INVITATIONS_PER_HOUR_PER_ORG)]
+    if actor.user is not None:
+        limits.append(
+            (recent.filter(invited_by=actor.user), settings.INVITATIONS_PER_HOUR_PER_USER)
+        )
+    for rows, limit in limits:
+        if rows.count() >= limit:
+            oldest = rows.order_by("created_at").values_list("created_at", flat=True)[0]
+            wait = max(1, int((oldest + timedelta(hours=1) - timezone.now()).total_seconds()) + 1)
+            minutes = max(1, round(wait / 60))
+            raise RateLimited(
+                f"Too many invitations in the last hour ({limit}). "
+                f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}.",
+                retry_after=wait,
+            )
 
 
 def invitation_for_secret(secret: str) -> Invitation | None:

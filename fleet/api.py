@@ -59,6 +59,9 @@ def _django_validation_to_drf(exc: DjangoValidationError) -> exceptions.APIExcep
 
 def _translate(exc):
     """Django and service exceptions as DRF exceptions (None: leave it alone)."""
+    if isinstance(exc, DjangoValidationError) and getattr(exc, "retry_after", None) is not None:
+        # A service's rate limit (accounts.services.RateLimited): 429 with Retry-After.
+        return exceptions.Throttled(wait=exc.retry_after, detail=" ".join(exc.messages))
     if isinstance(exc, DjangoValidationError):
         return _django_validation_to_drf(exc)
     if isinstance(exc, DjangoPermissionDenied):

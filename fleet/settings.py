@@ -167,6 +167,10 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# Invitations sent per hour, per organization and per inviting person (their organizations
+# together): a form error on the page, a 429 in the API beyond that.
+INVITATIONS_PER_HOUR_PER_ORG = env.int("INVITATIONS_PER_HOUR_PER_ORG", default=20)
+INVITATIONS_PER_HOUR_PER_USER = env.int("INVITATIONS_PER_HOUR_PER_USER", default=30)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Clawfleet"
 
