@@ -115,3 +115,46 @@ def test_sync_all_sessions_fans_out_one_task_per_running_instance(
     monkeypatch.setattr(tasks.sync_instance_sessions_task, "delay", lambda i: sent.append(i))
     assert tasks.sync_all_sessions() == 1
     assert sent == [str(alice_instance.pk)]
+
+
+def test_an_instance_ready_after_an_operation_gets_a_full_sync_queued_after_commit(
+    alice_instance, monkeypatch, django_capture_on_commit_callbacks
+):
+    from fleet import hooks
+    from sessions_mgmt import tasks
+
+    sent = []
+    monkeypatch.setattr(
+        tasks.sync_instance_sessions_task, "delay", lambda i, **kw: sent.append((i, kw))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        hooks.run("instance.ready", instance=alice_instance, operation=None)
+        assert sent == []  # not before the operation's transaction commits
+    assert sent == [(str(alice_instance.pk), {"full": True})]
+
+
+def test_a_broker_that_refuses_the_queued_sync_never_fails_the_operation(
+    alice_instance, monkeypatch, django_capture_on_commit_callbacks
+):
+    from fleet import hooks
+    from sessions_mgmt import tasks
+
+    def down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.sync_instance_sessions_task, "delay", down)
+    with django_capture_on_commit_callbacks(execute=True):
+        hooks.run("instance.ready", instance=alice_instance, operation=None)
+
+
+def test_the_sync_task_does_a_full_listing_when_asked(alice_instance, fake_openclaw, price):
+    from sessions_mgmt import tasks
+
+    oc = fake_openclaw(alice_instance)
+    oc.add("agent:main:a")
+    tasks.sync_instance_sessions_task(str(alice_instance.pk))
+    tasks.sync_instance_sessions_task(str(alice_instance.pk))  # incremental: from the cursor
+    oc.calls.clear()
+    tasks.sync_instance_sessions_task(str(alice_instance.pk), full=True)
+    assert oc.calls[0] == "list:0"
+    assert Session.objects.filter(instance=alice_instance).count() == 1
