@@ -38,7 +38,7 @@ STATE_PREFIX = "home/node/.openclaw"
 
 def prerestore_keep_days() -> int:
     """How long the state before a restore is kept as a volume (FLEET_PRERESTORE_KEEP_DAYS)."""
-    return int(getattr(settings, "FLEET_PRERESTORE_KEEP_DAYS", 7))
+    return int(settings.FLEET_PRERESTORE_KEEP_DAYS)
 
 
 def restore_request(*, actor: Actor, instance: Instance, backup: Backup) -> Operation:
