@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -51,7 +52,12 @@ def org_switch(request):
     if membership is None:
         raise Http404("No such organization")
     request.session[SESSION_KEY] = membership.organization_id
-    return redirect(request.POST.get("next") or "dashboard")
+    wanted = request.POST.get("next", "")
+    # Only a path on this site: never an open redirect to somebody else's page.
+    local = wanted.startswith("/") and url_has_allowed_host_and_scheme(
+        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return redirect(wanted if local else "dashboard")
 
 
 @login_required

@@ -21,9 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-bodies", action="store_true", help="also record full request bodies (debugging)"
     )
+    parser.add_argument(
+        "--log",
+        help="also append every request record to this JSON-lines file (created 0600 in a 0700 "
+        "directory; keep it outside anything a container mounts)",
+    )
     args = parser.parse_args(argv)
     hosts = args.host or ["127.0.0.1"]
-    mock = start_mock_llm(hosts, args.port, model_id=args.model)
+    mock = start_mock_llm(hosts, args.port, model_id=args.model, log_path=args.log)
     mock.keep_bodies = args.keep_bodies
     for url in mock.urls:
         print(f"mockllm listening on {url}", flush=True)

@@ -9,6 +9,12 @@ Endpoints (each also without the ``/v1`` prefix):
 - ``DELETE /_mock/requests``          forget them
 - ``GET  /_mock/health``              ``{"ok": true}``
 
+The request log holds every tenant's messages, so tenants never read it: ``/_mock/requests``
+answers only a loopback client on a loopback listener (a container reaches the mock on the
+instances' network gateway, never on the host's loopback), 404 otherwise. Tests read it in
+process (``MockLLM.requests()``). With ``log_path`` (``python -m mockllm --log FILE``) every record
+is also appended to a JSON-lines file created 0600 in a 0700 directory, outside any volume.
+
 Determinism (tests may predict or read these):
 
 - reply text: ``"Mock reply: " + <text of the last user message, whitespace collapsed, cut to
@@ -33,7 +39,9 @@ sent.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import os
 import re
 import threading
 import time
@@ -149,6 +157,7 @@ class MockLLM:
     port: int
     model_id: str = DEFAULT_MODEL
     keep_bodies: bool = False  # also record the full request body (debugging; may hold secrets)
+    log_path: str | None = None  # also append each record here (JSON lines, 0600)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list, repr=False)
     _threads: list[threading.Thread] = field(default_factory=list, repr=False)
     _records: list[dict] = field(default_factory=list, repr=False)
@@ -178,6 +187,8 @@ class MockLLM:
     def record(self, entry: dict) -> None:
         with self._lock:
             self._records.append(entry)
+            if self.log_path:
+                _append_private(self.log_path, json.dumps(entry, default=str) + "\n")
 
     def stop(self) -> None:
         for server in self._servers:
@@ -193,6 +204,28 @@ class MockLLM:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _append_private(path: str, line: str) -> None:
+    """Append to a file only its owner may read, in a directory only its owner may enter."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 class _Server(ThreadingHTTPServer):
@@ -232,6 +265,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
         self._send_json(status, {"error": {"message": message, "type": kind, "code": status}})
 
+    def _log_readable(self) -> bool:
+        """The request log is for the operator on this machine, never for a tenant."""
+        listener = self.server.server_address[0]
+        return _is_loopback(listener) and _is_loopback(self.client_address[0])
+
     # -- verbs
     def do_GET(self):
         path = self._path()
@@ -256,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(
                 200, {"id": model, "object": "model", "created": 0, "owned_by": "mockllm"}
             )
-        elif path == "/_mock/requests":
+        elif path == "/_mock/requests" and self._log_readable():
             self._send_json(200, mock.requests())
         elif path == "/_mock/health":
             self._send_json(200, {"ok": True})
@@ -264,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, f"no route GET {path}")
 
     def do_DELETE(self):
-        if self._path() == "/_mock/requests":
+        if self._path() == "/_mock/requests" and self._log_readable():
             self.server.mock.clear()
             self._send_json(200, {"cleared": True})
         else:
@@ -396,7 +434,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start_mock_llm(
-    hosts: list[str] | str = "127.0.0.1", port: int = 0, *, model_id: str = DEFAULT_MODEL
+    hosts: list[str] | str = "127.0.0.1",
+    port: int = 0,
+    *,
+    model_id: str = DEFAULT_MODEL,
+    log_path: str | None = None,
 ) -> MockLLM:
     """Serve the mock on every address in ``hosts`` (same port) from daemon threads.
 
@@ -406,7 +448,7 @@ def start_mock_llm(
         hosts = [hosts]
     if not hosts:
         raise ValueError("at least one host")
-    mock = MockLLM(hosts=list(hosts), port=port, model_id=model_id)
+    mock = MockLLM(hosts=list(hosts), port=port, model_id=model_id, log_path=log_path)
     try:
         for host in hosts:
             server = _Server((host, mock.port), mock)

@@ -155,3 +155,28 @@ def test_the_billing_scope_reads_usage_and_nothing_else(alice_org, make_token):
     ):
         assert api.get(f"{API}/{path}").status_code == 403, path
     assert api.post(f"{API}/instances", {"name": "x"}, format="json").status_code == 403
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://evil.example/phish",
+        "//evil.example/phish",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "http://testserver/instances/",
+    ],
+)
+def test_the_organization_switcher_goes_only_to_local_paths(alice_client, alice_org, next_url):
+    response = alice_client.post(
+        reverse("org_switch"), {"organization": alice_org.id, "next": next_url}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("dashboard")
+
+
+def test_the_organization_switcher_keeps_a_local_next_path(alice_client, alice_org):
+    response = alice_client.post(
+        reverse("org_switch"), {"organization": alice_org.id, "next": "/instances/?page=2"}
+    )
+    assert response.status_code == 302 and response["Location"] == "/instances/?page=2"
