@@ -105,3 +105,30 @@ def test_the_diagram_in_the_docs_is_the_one_generated_from_the_table():
     assert state.mermaid() in doc, (
         "regenerate with: manage.py shell -c 'from instances import state; print(state.mermaid())'"
     )
+
+
+def test_instances_from_before_the_state_machine_get_a_baseline_and_are_billed(alice_org):
+    """The data migration gives every existing instance one baseline transition, so an
+    instance running since before it is billed from its running_since (not 0 s)."""
+    import importlib
+    from datetime import timedelta
+
+    from django.apps import apps
+    from django.utils import timezone
+
+    migration = importlib.import_module("instances.migrations.0003_baseline_transitions")
+    since = timezone.now() - timedelta(hours=5)
+    old = Instance.objects.create(
+        organization=alice_org,
+        name="old",
+        openclaw_version="2026.9.6",
+        gateway_token="t",
+        status=S.RUNNING,
+        running_since=since,
+    )
+    migration.record_baseline(apps, None)
+    migration.record_baseline(apps, None)  # twice: still one baseline
+    assert InstanceEvent.objects.filter(instance=old, kind=state.TRANSITION_EVENT).count() == 1
+    start = timezone.now() - timedelta(hours=2)
+    seconds = state.running_seconds([old.pk], start, start + timedelta(hours=1))
+    assert seconds == {str(old.pk): 3600}
