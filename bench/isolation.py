@@ -16,9 +16,17 @@ Every target is on this machine: the stand-ins are hosts in a network namespace 
 creates (tests/security/helpers.py, shared with the acceptance test), removed at the end with the
 containers, the network and its rules. Needs root (namespaces, iptables) and the image.
 
-TODO(issue 12, benchmark second half): the web tier's p99 for other tenants while one gateway is
-stalled (SIGSTOP) beside the p99 with no stall (ratio, goal <= 1.5): bench/isolation.py grows a
-`--web` part once the web tier's gateway calls have their timeouts and per-organization bounds.
+The web half (default on; --no-web skips it): the web tier's p99 for other tenants while one
+gateway is stalled (SIGSTOP of its processes) beside the p99 with no stall, and their ratio (goal
+<= 1.5). Real parts: its own database (clawfleet_bench_isolation, BENCH_ISOLATION_DATABASE_URL
+to change it; created and migrated), a real Celery worker, gunicorn with the Procfile's shape
+(2 workers x 4 threads), the mock LLM on the network gateway behind the egress firewall, two
+organizations on comped plans, one deployed instance with a Session row. While its gateway is
+stopped, 20 parallel transcript reads of the stalled tenant; /healthz and the other tenant's
+instance list are measured before (5 s, after a
+2 s warm-up) and during (10 s). The measurement is shared with
+tests/integration/test_web_stall.py (tests/integration/webstall.py). Everything it starts or
+creates on the engine is removed at the end (containers, volumes, network, firewall, processes).
 """
 
 from __future__ import annotations
@@ -34,16 +42,187 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 RUN_TAG = uuid.uuid4().hex[:6]
+PREFIX = f"clawfleet-bench-iso-{RUN_TAG}:"
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/clawfleet_bench_isolation"
 os.environ["FLEET_NETWORK"] = f"clawfleet-bench-iso-{RUN_TAG}"
+os.environ["DATABASE_URL"] = os.environ.get("BENCH_ISOLATION_DATABASE_URL", DEFAULT_DB)
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")
+os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/3")
+os.environ["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps(
+    {"visibility_timeout": 3600, "global_keyprefix": PREFIX}
+)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleet.settings")
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def web_half() -> dict:
+    """p99 of /healthz + another tenant's API with no stall and with one gateway stopped."""
+    import signal
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+    from accounts.models import Organization
+    from accounts.services import SYSTEM, api_token_create
+    from instances import egress, placement, services, specs
+    from instances.runtime import runtime_for
+    from mockllm import start_mock_llm
+    from sessions_mgmt.models import Session
+    from tests.fleet_fixtures import (
+        MOCK_MODEL,
+        OPERATION_TIMEOUT,
+        WorkerProcess,
+        make_entitled,
+        remove_engine_objects,
+        wait_for_operation,
+    )
+    from tests.integration import webstall
+
+    network = settings.FLEET_NETWORK
+    rt = runtime_for(placement.ensure_local_host())
+    plane = specs.plane_id()
+    logs = Path(f"/tmp/clawfleet-bench-iso-{RUN_TAG}")
+    logs.mkdir(exist_ok=True)
+    cleanup: list = []
+    try:
+        gateway = rt.ensure_network(network)
+        cleanup.append(lambda: rt.remove_network(network))
+        cleanup.append(lambda: remove_engine_objects(rt, [plane]))
+        mock = start_mock_llm([gateway], 0, model_id=MOCK_MODEL)
+        cleanup.append(mock.stop)
+        settings.FLEET_EGRESS_ALLOW = [
+            *settings.FLEET_EGRESS_ALLOW,
+            *egress.mock_llm_allow(mock.port),
+        ]
+        cleanup.append(lambda: egress.remove(network, runtime=rt))
+        egress.install(network, runtime=rt)
+
+        env = {
+            **os.environ,
+            "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
+            "SECRET_KEY": settings.SECRET_KEY,
+            "FLEET_DOCKER_URL": settings.FLEET_DOCKER_URL,
+            "FLEET_EGRESS_ALLOW": ",".join(settings.FLEET_EGRESS_ALLOW),
+            "FLEET_READY_TIMEOUT": str(max(settings.FLEET_READY_TIMEOUT, 300)),
+            "PYTHONUNBUFFERED": "1",
+        }
+        worker = WorkerProcess(env, logs / "celery-worker.log")
+        worker.start()
+        cleanup.append(worker.stop)
+        gunicorn, web = webstall.start_gunicorn(env, logs / "gunicorn.log")
+        cleanup.append(lambda: webstall.stop_gunicorn(gunicorn))
+
+        stalled_org, other_org = (
+            Organization.objects.create(name=f"Bench {who} {RUN_TAG}", slug=f"iso-{who}-{RUN_TAG}")
+            for who in ("stalled", "other")
+        )
+        for org in (stalled_org, other_org):
+            make_entitled(org, slug=f"iso-{org.slug}")
+        op = services.instance_deploy(
+            actor=SYSTEM,
+            organization=stalled_org,
+            name="stalled",
+            openclaw_version=None,
+            provider="custom",
+            model_name=MOCK_MODEL,
+            api_key="",
+            model_base_url=mock.url_for(gateway),
+        )
+        op = wait_for_operation(op, OPERATION_TIMEOUT, worker)
+        if op.state != "succeeded":
+            raise RuntimeError(f"deploy {op.state}: {op.error} / {op.error_detail}")
+        instance = op.instance
+        instance.refresh_from_db()
+        session = Session.objects.create(
+            instance=instance,
+            organization=stalled_org,
+            session_key="agent:main:bench-stall",
+            channel="telegram",
+            model=MOCK_MODEL,
+        )
+        scopes = ["read", "operate", "billing"]
+        _, stalled_token = api_token_create(
+            actor=SYSTEM, organization=stalled_org, name="bench", scopes=scopes
+        )
+        _, other_token = api_token_create(
+            actor=SYSTEM, organization=other_org, name="bench", scopes=scopes
+        )
+
+        webstall.measure(web, other_token, 2)  # warm-up (imports, connections), not counted
+        before, before_statuses = webstall.measure(web, other_token, 5)
+        pids = webstall.gateway_pids(instance.container_name)
+        if not pids:
+            raise RuntimeError("no gateway process found to stop")
+        webstall.signal_all(pids, signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(20) as pool:
+                reads = [
+                    pool.submit(webstall.get, f"{web}/api/v1/sessions/{session.pk}", stalled_token)
+                    for _ in range(20)
+                ]
+                time.sleep(1)
+                during, during_statuses = webstall.measure(web, other_token, 10)
+                answers = [future.result() for future in reads]
+        finally:
+            webstall.signal_all(pids, signal.SIGCONT)
+    finally:
+        for step in reversed(cleanup):
+            with contextlib.suppress(Exception):
+                step()
+        with contextlib.suppress(Exception):
+            import redis
+
+            client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+            for key in client.scan_iter(f"{PREFIX}*"):
+                client.delete(key)
+
+    told = 0
+    for status, _, body in answers:
+        with contextlib.suppress(ValueError):
+            data = json.loads(body)
+            told += (
+                status == 200
+                and data.get("transcript") is None
+                and bool(data.get("transcript_error"))
+            )
+    p99_before, p99_during = webstall.p99(before), webstall.p99(during)
+    return {
+        "p99_before_ms": p99_before * 1000,
+        "p99_during_ms": p99_during * 1000,
+        "ratio": p99_during / max(p99_before, 1e-6),
+        "requests_before": len(before),
+        "requests_during": len(during),
+        "non_200_before": sum(s != 200 for s in before_statuses),
+        "non_200_during": sum(s != 200 for s in during_statuses),
+        "stalled_reads": len(answers),
+        "stalled_reads_told_why": told,
+        "stalled_reads_max_s": max(a[1] for a in answers),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", default=None, help="default: the first configured version")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--no-web", action="store_true", help="skip the web tier's stall half")
     args = parser.parse_args(argv)
 
+    if not args.no_web:
+        ensure_database(os.environ["DATABASE_URL"])
     import django
 
     django.setup()
@@ -162,7 +341,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"forbidden targets reached: {len(reached_forbidden)}/{n_forbidden} (goal 0)")
     print(f"allowed targets reached:   {len(reached_allowed)}/{len(allowed_rows)} (goal all)")
     print(f"firewall verify: {'ok' if not problems else '; '.join(problems)}")
-    print("web tier p99 under a stalled gateway: TODO (see the module docstring)")
+    web = None if args.no_web else web_half()
+    web_ok = True
+    if web:
+        print("web tier while one gateway is stopped (SIGSTOP), /healthz + another tenant's API:")
+        print(
+            f"  p99 no stall {web['p99_before_ms']:7.0f} ms over {web['requests_before']} requests"
+            f" ({web['non_200_before']} not 200)"
+        )
+        print(
+            f"  p99 stalled  {web['p99_during_ms']:7.0f} ms over {web['requests_during']} requests"
+            f" ({web['non_200_during']} not 200)"
+        )
+        print(f"  ratio        {web['ratio']:7.2f}    (goal <= 1.5)")
+        print(
+            f"  the stalled tenant's {web['stalled_reads']} transcript reads: "
+            f"{web['stalled_reads_told_why']} answered with transcript_error, slowest "
+            f"{web['stalled_reads_max_s']:.1f} s"
+        )
+        web_ok = (
+            web["ratio"] <= 1.5
+            and not web["non_200_during"]
+            and web["stalled_reads_told_why"] == web["stalled_reads"]
+        )
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -173,11 +374,13 @@ def main(argv: list[str] | None = None) -> int:
                     "allowed_total": len(allowed_rows),
                     "verify": problems,
                     "rows": rows,
+                    "web": web,
                 },
                 indent=2,
             )
         )
     ok = not reached_forbidden and len(reached_allowed) == len(allowed_rows) and not problems
+    ok = ok and web_ok
     return 0 if ok else 1
 
 
