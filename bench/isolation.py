@@ -1,6 +1,6 @@
 """Tenant isolation, measured from inside one tenant container (issue 12's benchmark).
 
-    .venv/bin/python bench/isolation.py [--json out.json] [--image clawfleet/openclaw:2026.9.6]
+    .venv/bin/python bench/isolation.py [--json out.json] [--image ...] [--no-web]
 
 Prints, for one tenant container of the OpenClaw image (uid 1000, read-only root, cap-drop ALL)
 on a Clawfleet network of its own with the egress firewall installed (instances/egress.py):
@@ -23,10 +23,10 @@ to change it; created and migrated), a real Celery worker, gunicorn with the Pro
 (2 workers x 4 threads), the mock LLM on the network gateway behind the egress firewall, two
 organizations on comped plans, one deployed instance with a Session row. While its gateway is
 stopped, 20 parallel transcript reads of the stalled tenant; /healthz and the other tenant's
-instance list are measured before (5 s, after a
-2 s warm-up) and during (10 s). The measurement is shared with
-tests/integration/test_web_stall.py (tests/integration/webstall.py). Everything it starts or
-creates on the engine is removed at the end (containers, volumes, network, firewall, processes).
+instance list are measured before (5 s, after a 2 s warm-up) and during (10 s). The measurement
+is shared with tests/integration/test_web_stall.py (tests/integration/webstall.py). Everything
+it starts or creates on the engine is removed at the end (containers, volumes, network,
+firewall, worker and gunicorn). Run it as `make bench` does (DEBUG=true, or the secrets set).
 """
 
 from __future__ import annotations
