@@ -124,6 +124,38 @@ def exception_handler(exc, context):
     return response
 
 
+# --- words a customer reads ---------------------------------------------------------------
+
+# Engine endpoints (unix:///var/run/docker.sock, tcp://10.0.0.5:2376, ssh://...), any URL, IP
+# addresses with or without a port, and absolute host paths of two or more segments.
+_ADDRESS_RE = re.compile(
+    r"\b(?:unix|tcp|ssh|npipe|https?)://\S+"
+    r"|\[[0-9A-Fa-f:]+\](?::\d+)?"
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
+)
+_PATH_RE = re.compile(r"(?<![\w.:/~-])/(?:[\w.@+-]+/)+[\w.@+-]*")
+
+
+def public_text(text: str | None) -> str | None:
+    """A message as a customer may see it: no engine URL, address or host path, whatever an
+    exception put into it (the full text stays in the staff-only fields and the logs)."""
+    if not text:
+        return text
+    text = _ADDRESS_RE.sub("[address hidden]", text)
+    return _PATH_RE.sub("[path hidden]", text)
+
+
+class PublicTextField(serializers.CharField):
+    """A read-only message field that passes through public_text()."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return public_text(super().to_representation(value))
+
+
 def api_not_found(request, *args, **kwargs):
     """A plain Django view for unknown /api/v1 paths, so they answer JSON too (see docs/api.md)."""
     body = {"error": {"code": "not_found", "message": "No such API endpoint."}}

@@ -10,6 +10,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from fleet.api import PublicTextField, public_text
 from instances.models import Instance, Operation
 
 # Operation params are free-form; anything that looks like a secret is never echoed.
@@ -18,6 +19,7 @@ _SECRET_HINTS = ("key", "token", "secret", "password")
 
 class InstanceSerializer(serializers.ModelSerializer):
     model_base_url = serializers.CharField(read_only=True)
+    status_message = PublicTextField(help_text="What we last observed, in words.")
     has_api_key = serializers.SerializerMethodField(
         help_text="Whether a provider API key is stored (the key itself is never returned)."
     )
@@ -184,6 +186,7 @@ class OperationSerializer(serializers.ModelSerializer):
     instance = serializers.UUIDField(source="instance_id", read_only=True)
     instance_name = serializers.SerializerMethodField()
     params = serializers.SerializerMethodField()
+    error = PublicTextField(help_text="Why it failed, for people (empty unless it failed).")
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
@@ -230,4 +233,7 @@ class OperationDetailSerializer(OperationSerializer):
     @extend_schema_field(OperationStepSerializer(many=True))
     def get_steps(self, obj) -> list:
         keys = ("name", "state", "started_at", "finished_at", "detail")
-        return [{k: step.get(k, "" if k == "detail" else None) for k in keys} for step in obj.steps]
+        rows = [{k: step.get(k, "" if k == "detail" else None) for k in keys} for step in obj.steps]
+        for row in rows:
+            row["detail"] = public_text(row["detail"]) or ""
+        return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from fleet.api import PublicTextField, public_text
 from sessions_mgmt.models import Backup, Session
 
 
@@ -74,13 +75,14 @@ class SessionDetailSerializer(SessionSerializer):
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_transcript_error(self, obj):
-        return self.context.get("transcript_error")
+        return public_text(self.context.get("transcript_error"))
 
 
 class BackupSerializer(serializers.ModelSerializer):
     instance = serializers.UUIDField(source="instance_id", read_only=True)
     instance_name = serializers.CharField(read_only=True)
     operation = serializers.UUIDField(source="operation_id", read_only=True, allow_null=True)
+    error = PublicTextField(help_text="Why it failed, for people (empty unless it failed).")
 
     class Meta:
         model = Backup
