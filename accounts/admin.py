@@ -14,7 +14,7 @@ permissions on instances, sessions, operations, backups and events plus
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import ValidationError
-from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils.html import format_html
@@ -146,21 +146,15 @@ class OrganizationAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request):
-        from instances.models import Instance
-
+        # Instances are counted through the reverse relation (accounts imports no app above it:
+        # instances point at organizations, not the other way round).
         return (
             super()
             .get_queryset(request)
             .annotate(
                 member_total=_count_of(Membership),
-                instance_total=Subquery(
-                    Instance.objects.filter(organization=OuterRef("pk"))
-                    .exclude(status=Instance.Status.PURGED)
-                    .order_by()
-                    .values("organization")
-                    .annotate(n=Count("pk"))
-                    .values("n"),
-                    output_field=IntegerField(),
+                instance_total=Count(
+                    "instances", filter=~Q(instances__status="purged"), distinct=True
                 ),
             )
         )

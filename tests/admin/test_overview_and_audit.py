@@ -140,3 +140,83 @@ def test_the_audit_log_is_read_only_and_append_only(admin_client_, org):
     assert b"delete_selected" not in listing.content
     event.refresh_from_db()
     assert event.action == "thing.done"
+
+
+def test_the_overdue_filter_column_and_overview_use_the_one_backup_rule(admin_client_, org, host):
+    from sessions_mgmt.selectors import needs_backup
+
+    old = timezone.now() - timedelta(days=3)
+    never = make_instance(org, host, name="never", created_at=old)
+    make_backup(make_instance(org, host, name="fresh", created_at=old))
+    # Never placed on a host: nothing to back up (the old admin rule called it overdue).
+    make_instance(
+        org, None, name="unplaced", created_at=old, status=Instance.Status.STOPPED, host_port=None
+    )
+    rule = {i.name for i in needs_backup(Instance.objects.all())}
+    url = reverse("admin:instances_instance_changelist")
+
+    filtered = admin_client_.get(url + "?backup_overdue=yes").context["cl"].result_list
+    listed = admin_client_.get(url).context["cl"].result_list
+    overview = admin_client_.get(OVERVIEW).context["overdue"]
+
+    assert rule == {never.name}
+    assert {i.name for i in filtered} == rule
+    assert {i.name for i in listed if i.backup_overdue} == rule
+    assert {i.name for i in overview} == rule
+    backed_up = admin_client_.get(url + "?backup_overdue=no").context["cl"].result_list
+    assert {i.name for i in backed_up} == {"fresh", "unplaced"}
+
+
+def test_admin_modules_write_no_audit_row_themselves():
+    """Audit rows are written by services (they know what changed); an admin calls them."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    modules = [
+        root / "accounts/admin.py",
+        root / "sessions_mgmt/admin.py",
+        root / "fleet/admin.py",
+        *sorted((root / "instances/admin").glob("*.py")),
+    ]
+    offenders = []
+    for module in modules:
+        source = module.read_text()
+        if "AuditEvent.objects" in source:
+            offenders.append(f"{module.relative_to(root)} writes AuditEvent rows")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name == "audit":
+                    offenders.append(f"{module.relative_to(root)}:{node.lineno} calls audit")
+    assert offenders == []
+
+
+def test_instances_admin_knows_sessions_only_through_its_extension_point():
+    """instances/admin imports nothing of sessions_mgmt; what sessions add (columns, filters,
+    actions, the restore page, panels) is registered by sessions_mgmt/admin.py."""
+    import ast
+    from pathlib import Path
+
+    from instances.admin import extensions
+    from instances.admin.instances import InstanceAdmin
+
+    root = Path(__file__).resolve().parents[2]
+    for module in sorted((root / "instances/admin").glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [a.name for a in node.names]
+                assert not any(n.startswith("sessions_mgmt") for n in names), module
+
+    (sessions,) = [e for e in extensions.extensions() if e.name == "sessions"]
+    assert {a.name for a in sessions.actions} == {"backup", "prune", "sync"}
+    from django.contrib import admin
+
+    from instances.models import Instance
+
+    model_admin = admin.site._registry[Instance]
+    assert isinstance(model_admin, InstanceAdmin)
+    names = {getattr(a, "__name__", a) for a in model_admin.actions}
+    assert {"backup_instances", "prune_instances", "sync_instances", "restore_instance"} <= names

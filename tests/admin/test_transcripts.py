@@ -142,3 +142,34 @@ def test_superusers_also_give_a_reason_without_the_customers_grant(admin_client_
 def test_a_transcript_of_an_unknown_session_is_a_404(support_client, db):
     url = reverse("admin:sessions_mgmt_session_transcript", args=[999999])
     assert support_client.get(url).status_code == 404
+
+
+class _History:
+    """The running instance's OpenClaw, as far as a transcript read asks it."""
+
+    def history(self, key, *, offset=None, limit=50, **kwargs):
+        from instances.openclaw.client import Message
+
+        return [Message(id="1", role="user", text="the customer's words", at=None)], None
+
+
+def test_staff_transcript_audit_rows_carry_the_client_ip(support_client, org, host, monkeypatch):
+    from sessions_mgmt.services import access
+
+    monkeypatch.setattr(access, "client_for", lambda instance, **kwargs: _History())
+    running = make_session(make_instance(org, host), session_key="agent:main:telegram:direct:9")
+    stopped = make_session(
+        make_instance(org, host, status=Instance.Status.STOPPED),
+        session_key="agent:main:telegram:direct:10",
+    )
+    reason = {"reason": "Ticket #77: the customer asked us to look"}
+
+    read = support_client.post(transcript_url(running), reason, REMOTE_ADDR="192.0.2.44")
+    failed = support_client.post(transcript_url(stopped), reason, REMOTE_ADDR="192.0.2.45")
+
+    assert b"the customer&#x27;s words" in read.content
+    assert b"Start the instance" in failed.content
+    viewed = AuditEvent.objects.get(action="transcript.viewed_by_staff")
+    assert (viewed.ip, viewed.data["session_key"]) == ("192.0.2.44", running.session_key)
+    not_read = AuditEvent.objects.get(action="transcript.view_failed_by_staff")
+    assert (not_read.ip, not_read.data["error"]) == ("192.0.2.45", "TranscriptUnavailable")
