@@ -38,6 +38,10 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"\n  Demo admin: {DEMO_EMAIL}  password: {password}\n"
                 "  Dashboard: http://127.0.0.1:8000/   Staff admin: http://127.0.0.1:8000/admin/\n"
+                "  The staff admin needs an authenticator app (TOTP): the first sign-in to\n"
+                "  /admin/ asks for the password again, shows a QR code to scan with any TOTP\n"
+                "  app, then a code from it (FLEET_STAFF_MFA_REQUIRED=false skips this, DEBUG\n"
+                "  on only).\n"
             )
         )
 
