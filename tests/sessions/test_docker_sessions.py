@@ -37,6 +37,14 @@ SHIFT_CLOCK_JS = (
 
 
 @pytest.fixture(autouse=True)
+def _patient_transcript_reads(settings):
+    """Transcripts are read here through the web tier's path (transcript_page), whose gateway
+    timeout is short for a web request (10 s); a CLI call right after a restart, on a machine
+    busy with other containers, can take longer. The test checks what is read, not how fast."""
+    settings.FLEET_GATEWAY_WEB_TIMEOUT = 120
+
+
+@pytest.fixture(autouse=True)
 def _backup_dir():
     """The worker process writes and reads backups too: keep the shared default directory."""
     backup_store.backup_storage.cache_clear()
