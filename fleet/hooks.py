@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 HOOKS = {
@@ -68,3 +69,17 @@ def first(name: str, **kwargs) -> Any:
 
 def registered(name: str) -> list[Callable[..., Any]]:
     return list(_registry.get(name, []))
+
+
+@contextmanager
+def only(name: str, *funcs: Callable[..., Any]):
+    """Within the block, exactly `funcs` answer hook `name` (tests stand in for a higher app
+    this way: the hooks are the contract between the apps)."""
+    if name not in HOOKS:
+        raise KeyError(f"unknown hook {name!r}")
+    saved = list(_registry.get(name, []))
+    _registry[name] = list(funcs)
+    try:
+        yield
+    finally:
+        _registry[name] = saved

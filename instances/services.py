@@ -526,6 +526,12 @@ def instance_resume(*, actor: Actor, instance: Instance) -> Operation:
     )
 
 
+def instance_token_reveal(*, actor: Actor, instance: Instance) -> str:
+    """The gateway token, for the person who asked to see it; every reveal is audited."""
+    _audit(actor, "instance.gateway_token_revealed", instance)
+    return instance.gateway_token
+
+
 # --- update -----------------------------------------------------------------------------------
 
 UPDATABLE_FIELDS = {

@@ -30,7 +30,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import roles
 from accounts.forms import apply_service_errors
-from accounts.services import Actor, audit
+from accounts.services import Actor
 from accounts.views import current_membership
 
 from . import gateway_calls, runtime, selectors, services
@@ -516,15 +516,8 @@ def reveal_token(request, pk):
     if not form.is_valid():
         messages.error(request, "Tick the box to confirm before revealing the token.")
         return redirect(reverse("instances:detail", args=[instance.pk]) + "#connect")
-    audit(
-        actor=Actor.from_request(request),
-        action="instance.gateway_token_revealed",
-        organization=membership.organization,
-        target=instance,
-    )
-    response = render(
-        request, "instances/token.html", {"instance": instance, "token": instance.gateway_token}
-    )
+    token = services.instance_token_reveal(actor=Actor.from_request(request), instance=instance)
+    response = render(request, "instances/token.html", {"instance": instance, "token": token})
     return _no_store(response)
 
 

@@ -1,6 +1,5 @@
 """Operation handlers and the reconcile loop against an in-memory runtime (fast, no engine)."""
 
-import collections
 from datetime import timedelta
 
 import pytest
@@ -27,13 +26,15 @@ class FakeBackup:
 
 
 @pytest.fixture
-def rt(fake_runtime, monkeypatch):
-    fake = fake_runtime
+def rt(fake_runtime):
     # sessions_mgmt's backups and syncs talk to a real gateway: here the hooks they subscribe to
     # answer with a stand-in backup and no sync (the hooks are the contract between the apps).
-    monkeypatch.setattr(hooks, "_registry", collections.defaultdict(list))
-    hooks.register("backup.create", lambda **kwargs: FakeBackup())
-    return fake
+    with (
+        hooks.only("backup.create", lambda **kwargs: FakeBackup()),
+        hooks.only("instance.ready"),
+        hooks.only("operation.finished"),
+    ):
+        yield fake_runtime
 
 
 @pytest.fixture
