@@ -20,8 +20,15 @@ from django.utils import timezone
 from accounts.models import Membership, Role
 from billing.models import Plan, Subscription, UsageDay
 from instances.models import Host, Instance, Operation
-from sessions_mgmt.models import Backup, Session
-from tests.factories import OrganizationFactory, UserFactory
+from sessions_mgmt.models import Backup
+from tests.factories import (
+    BackupFactory,
+    InstanceFactory,
+    OperationFactory,
+    OrganizationFactory,
+    SessionFactory,
+    UserFactory,
+)
 
 from .door import sign_in_staff
 
@@ -94,55 +101,53 @@ def make_org(plan=None, **kwargs):
     return org
 
 
+# Presets of the admin suite (secrets its pages must never show); rows come from the shared
+# factories in tests/factories.py.
 def make_instance(org, host, *, status=Instance.Status.RUNNING, **kwargs):
     n = next(_seq)
-    defaults = {
+    presets = {
         "name": f"bot-{n}",
         "openclaw_version": "2026.9.5",
-        "status": status,
-        "host": host,
         "host_port": 19100 + n,
         "gateway_token": f"gw-secret-{n}-do-not-show",
         "provider_api_key": f"sk-secret-{n}-do-not-show",
         "channel_token": f"chan-secret-{n}-do-not-show",
         "memory_mb": 1024,
+        "provider": "openai",
+        "model_name": "gpt-4o-mini",
+        "health": "unknown",
+        "running_since": None,
     }
-    defaults.update(kwargs)
-    return Instance.objects.create(organization=org, **defaults)
+    return InstanceFactory(organization=org, host=host, status=status, **{**presets, **kwargs})
 
 
 def make_backup(instance, *, state=Backup.State.SUCCEEDED, age=timedelta(hours=2), **kwargs):
     finished = timezone.now() - age
-    return Backup.objects.create(
-        instance=instance,
-        organization=instance.organization,
-        kind=kwargs.pop("kind", Backup.Kind.NIGHTLY),
-        state=state,
-        storage_name=f"backups/{instance.pk}/{next(_seq)}.tar.gz.enc",
-        size_bytes=1024 * 1024,
-        session_count=3,
-        openclaw_version=instance.openclaw_version,
-        created_at=finished - timedelta(minutes=1),
-        finished_at=finished if state == Backup.State.SUCCEEDED else None,
-        **kwargs,
-    )
+    presets = {
+        "kind": Backup.Kind.NIGHTLY,
+        "storage_name": f"backups/{instance.pk}/{next(_seq)}.tar.gz.enc",
+        "size_bytes": 1024 * 1024,
+        "session_count": 3,
+        "sha256": "",
+        "created_at": finished - timedelta(minutes=1),
+        "finished_at": finished if state == Backup.State.SUCCEEDED else None,
+    }
+    return BackupFactory(instance=instance, state=state, **{**presets, **kwargs})
 
 
 def make_session(instance, *, cost="0.5", **kwargs):
     n = next(_seq)
-    return Session.objects.create(
-        instance=instance,
-        organization=instance.organization,
-        session_key=kwargs.pop("session_key", f"agent:main:telegram:direct:{n}"),
-        channel="telegram",
-        model="gpt-4o-mini",
-        last_activity_at=timezone.now() - timedelta(minutes=n),
-        message_count=10,
-        input_tokens=1000,
-        output_tokens=500,
-        cost_usd=Decimal(cost),
-        **kwargs,
-    )
+    presets = {
+        "session_key": f"agent:main:telegram:direct:{n}",
+        "model": "gpt-4o-mini",
+        "last_activity_at": timezone.now() - timedelta(minutes=n),
+        "started_at": None,
+        "message_count": 10,
+        "input_tokens": 1000,
+        "output_tokens": 500,
+        "cost_usd": Decimal(cost),
+    }
+    return SessionFactory(instance=instance, **{**presets, **kwargs})
 
 
 def make_usage(instance, *, usd="3.5", day=None):
@@ -157,13 +162,8 @@ def make_usage(instance, *, usd="3.5", day=None):
 
 
 def make_operation(instance, *, state=Operation.State.SUCCEEDED, **kwargs):
-    return Operation.objects.create(
-        instance=instance,
-        organization=instance.organization,
-        kind=kwargs.pop("kind", Operation.Kind.RESTART),
-        state=state,
-        **kwargs,
-    )
+    presets = {"kind": Operation.Kind.RESTART, "started_at": None, "finished_at": None}
+    return OperationFactory(instance=instance, state=state, **{**presets, **kwargs})
 
 
 @pytest.fixture
