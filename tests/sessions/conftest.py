@@ -2,6 +2,7 @@ import pytest
 
 from instances.models import Host, Instance
 from sessions_mgmt.services import access
+from tests.factories import InstanceFactory
 
 from .helpers import FakeOpenClaw, VolumeOpenClaw, offline_sessions_program
 
@@ -22,18 +23,15 @@ def host(db):
 
 
 def make_instance(org, host, name="assistant", **kwargs):
-    defaults = {
-        "organization": org,
-        "name": name,
-        "openclaw_version": "2026.9.6",
-        "status": Instance.Status.RUNNING,
-        "host": host,
+    """A running instance row (the sessions suite's presets over tests/factories.py)."""
+    presets = {
         "host_port": 19500 + Instance.objects.count(),
-        "provider": "custom",
         "model_name": "mock-model",
         "gateway_token": "t" * 32,
+        "health": "unknown",
+        "running_since": None,
     }
-    return Instance.objects.create(**{**defaults, **kwargs})
+    return InstanceFactory(organization=org, host=host, name=name, **{**presets, **kwargs})
 
 
 @pytest.fixture
