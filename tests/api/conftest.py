@@ -20,6 +20,7 @@ from accounts.services import SYSTEM
 from billing.models import Plan, Subscription, UsageDay
 from instances.models import Instance, Operation
 from sessions_mgmt.models import Backup, Session
+from tests.factories import BackupFactory, InstanceFactory, OperationFactory, SessionFactory
 
 API = "/api/v1"
 FULL = ("read", "operate", "billing")
@@ -67,23 +68,23 @@ def subscribe(org, plan):
 
 
 def make_instance(org, name, **kwargs) -> Instance:
-    defaults = {
+    """The API suite's presets (the secrets no answer may carry) over tests/factories.py."""
+    presets = {
         "openclaw_version": "2026.9.5",
-        "status": Instance.Status.RUNNING,
         "provider": Instance.Provider.OPENAI,
         "model_name": "gpt-4o-mini",
         "provider_api_key": SECRET_KEY_VALUE,
         "gateway_token": GATEWAY_TOKEN_VALUE,
         "channel_token": CHANNEL_TOKEN_VALUE,
+        "health": "unknown",
+        "running_since": None,
     }
-    defaults.update(kwargs)
-    return Instance.objects.create(organization=org, name=name, **defaults)
+    return InstanceFactory(organization=org, name=name, **{**presets, **kwargs})
 
 
 def make_session(instance, key, **kwargs) -> Session:
     now = timezone.now()
-    defaults = {
-        "channel": "telegram",
+    presets = {
         "model": "gpt-4o-mini",
         "last_activity_at": now,
         "started_at": now - dt.timedelta(hours=1),
@@ -92,43 +93,24 @@ def make_session(instance, key, **kwargs) -> Session:
         "output_tokens": 200,
         "cost_usd": Decimal("0.010000"),
     }
-    defaults.update(kwargs)
-    return Session.objects.create(
-        instance=instance, organization_id=instance.organization_id, session_key=key, **defaults
-    )
+    return SessionFactory(instance=instance, session_key=key, **{**presets, **kwargs})
 
 
 def make_backup(instance, **kwargs) -> Backup:
-    defaults = {
-        "kind": Backup.Kind.MANUAL,
-        "state": Backup.State.SUCCEEDED,
-        "size_bytes": 1234,
-        "sha256": "0" * 64,
-        "storage_name": f"{instance.pk}/backup.tar.zst",
-        "openclaw_version": instance.openclaw_version,
-        "finished_at": timezone.now(),
-    }
-    defaults.update(kwargs)
-    return Backup.objects.create(
-        instance=instance, organization_id=instance.organization_id, **defaults
-    )
+    presets = {"storage_name": f"{instance.pk}/backup.tar.zst", "size_bytes": 1234}
+    return BackupFactory(instance=instance, **{**presets, **kwargs})
 
 
 def make_operation(instance, kind=Operation.Kind.DEPLOY, state=Operation.State.SUCCEEDED):
-    return Operation.objects.create(
+    now = timezone.now().isoformat()
+    step = {"name": "container", "state": "done", "started_at": now, "finished_at": now}
+    return OperationFactory(
         instance=instance,
-        organization_id=instance.organization_id,
         kind=kind,
         state=state,
-        steps=[
-            {
-                "name": "container",
-                "state": "done",
-                "started_at": timezone.now().isoformat(),
-                "finished_at": timezone.now().isoformat(),
-                "detail": "",
-            }
-        ],
+        steps=[{**step, "detail": ""}],
+        started_at=None,
+        finished_at=None,
     )
 
 
