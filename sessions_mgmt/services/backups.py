@@ -1,7 +1,8 @@
 """Backups: take one (hot through OpenClaw, or a cold copy of the volume), the nightly run,
 retention of backup files, and the freshness alert.
 
-- Running instance: `openclaw backup create --verify --json` inside the container (SQLite online
+- Running instance (once its gateway answers: one just restarted is waited for):
+  `openclaw backup create --verify --json` inside the container (SQLite online
   backup: consistent while it serves), archive in the container's /tmp (OpenClaw refuses an
   output path inside the state dir), streamed out with `cat`, then removed. Stopped instance: a
   cold tar of the whole volume through runtime.export_volume (includes -wal files), gzipped here.
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -200,6 +202,13 @@ def backup_create_now(
         runtime = access.runtime_for_instance(instance)
         image = access.image_for_instance(instance)
         if _container_running(instance, runtime):
+            # A gateway just (re)started, by the reconcile loop after a crash or by an operation,
+            # runs before it answers: a hot backup reads its session list, so it waits.
+            runtime.wait_ready(
+                instance.host_port,
+                timeout=settings.FLEET_READY_TIMEOUT,
+                name=instance.container_name,
+            )
             client = access.client_for(instance)
             version = client.version() or instance.openclaw_version
             keys = sorted(r.key for r in client.list_sessions().rows)

@@ -172,6 +172,22 @@ def test_the_nightly_backup_is_an_operation_that_holds_the_instance_lock(
     assert instance.operations.filter(kind="backup").count() == 1
 
 
+def test_a_hot_backup_waits_for_the_gateway_and_fails_cleanly_when_it_never_answers(
+    org, fake_runtime, volume_openclaw
+):
+    instance = deployed(org)
+    oc = volume_openclaw(instance)
+    fake_runtime.ready = False  # the container runs, its gateway does not answer
+
+    op = run(services.backup_request(actor=SYSTEM, instance=instance))
+
+    assert op.state == "failed"
+    assert ("wait_ready", instance.host_port, instance.container_name) in fake_runtime.calls
+    assert oc.calls == []  # nothing asked of a gateway that is not there
+    backup = Backup.objects.get(instance=instance)
+    assert backup.state == "failed" and "NotReady" in backup.error
+
+
 def test_a_backup_row_left_running_by_a_finished_operation_is_marked_failed(org, fake_runtime):
     instance = deployed(org)
     op = OperationFactory(instance=instance, kind="upgrade", state="running")
