@@ -217,12 +217,9 @@ class OrganizationAdmin(admin.ModelAdmin):
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
 
-@admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "organization", "role", "created_at"]
-    list_filter = ["role"]
-    search_fields = ["user__email", "organization__name", "organization__slug"]
-    list_select_related = ["user", "organization"]
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services and workers only: staff look, never edit. (The one definition:
+    billing's, instances' and sessions' admins import it from here, the lowest app.)"""
 
     def has_add_permission(self, request):
         return False
@@ -232,6 +229,14 @@ class MembershipAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Membership)
+class MembershipAdmin(ReadOnlyAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__email", "organization__name", "organization__slug"]
+    list_select_related = ["user", "organization"]
 
 
 @admin.register(Invitation)

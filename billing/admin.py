@@ -5,6 +5,7 @@ through services."""
 
 from django.contrib import admin, messages
 
+from accounts.admin import ReadOnlyAdmin
 from accounts.services import Actor
 
 from .models import (
@@ -19,17 +20,6 @@ from .models import (
     UsageDay,
 )
 from .services import catalog, stripe_events
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class CatalogAdmin(admin.ModelAdmin):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
+from accounts.admin import ReadOnlyAdmin  # noqa: F401 - re-exported for the admin modules
 from accounts.services import Actor
 
 # Who may operate (restart, stop, start, upgrade, back up, prune, sync, restore): superusers;
@@ -22,19 +22,6 @@ def admin_actor(request) -> Actor:
 
 def money(value) -> str:
     return f"${Decimal(value or 0):,.2f}"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by services and workers only: staff look, never edit."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def render_steps(steps) -> str:
