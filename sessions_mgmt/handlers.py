@@ -17,7 +17,6 @@ from datetime import date, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.services import SYSTEM, audit
 from fleet import hooks
 from instances import specs, state
 from instances.models import Instance, InstanceEvent, Operation
@@ -219,13 +218,7 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
         with step(op, "Update the session list"):
             mirror.sync_instance_sessions(instance=instance, full=True)
         _after_ready(op, instance)
-    audit(
-        actor=SYSTEM,
-        action="backup.restored",
-        organization=instance.organization,
-        target=instance,
-        data={"backup": str(backup.pk), "pre_restore_backup": str(pre.pk), "kept_volume": kept},
-    )
+    restore.restore_recorded(instance=instance, backup=backup, pre_restore=pre, kept_volume=kept)
 
 
 def _after_ready(op: Operation, instance: Instance) -> None:

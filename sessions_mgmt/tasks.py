@@ -29,7 +29,7 @@ def lanes(ids: list, n: int) -> list[list]:
     return [ids[i::n] for i in range(n) if ids[i::n]]
 
 
-def _fan_out(task, ids: list, *args) -> int:
+def fan_out(task, ids: list, *args) -> int:
     for lane in lanes(ids, settings.FLEET_BACKUP_CONCURRENCY):
         chain(*(task.si(str(i), *args) for i in lane)).apply_async()
     return len(ids)
@@ -86,7 +86,7 @@ def nightly_backups(date_iso: str | None = None) -> int:
         restore.remove_expired_prerestore_volumes()
     except Exception as exc:  # noqa: BLE001
         log.warning("pre-restore volume cleanup failed: %s", type(exc).__name__)
-    return _fan_out(nightly_backup_task, ids, date_iso)
+    return fan_out(nightly_backup_task, ids, date_iso)
 
 
 # An instance busy with another operation (a restore, an upgrade...) when its nightly backup comes:
@@ -150,7 +150,7 @@ def nightly_prune() -> int:
     ids = [
         pk for pk in _running_ids() if retention.prune_preview(instance=Instance.objects.get(pk=pk))
     ]
-    return _fan_out(prune_instance_task, ids)
+    return fan_out(prune_instance_task, ids)
 
 
 @shared_task(soft_time_limit=1800, time_limit=1900, **COMMON)

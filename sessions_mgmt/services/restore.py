@@ -66,6 +66,23 @@ def restore_request(*, actor: Actor, instance: Instance, backup: Backup) -> Oper
     return op
 
 
+def restore_recorded(*, instance: Instance, backup: Backup, pre_restore: Backup, kept_volume):
+    """The audit row of a finished restore (written by the service, as every audit row is)."""
+    from accounts.services import SYSTEM
+
+    audit(
+        actor=SYSTEM,
+        action="backup.restored",
+        organization=instance.organization,
+        target=instance,
+        data={
+            "backup": str(backup.pk),
+            "pre_restore_backup": str(pre_restore.pk),
+            "kept_volume": kept_volume,
+        },
+    )
+
+
 def volume_tar(plain_chunks, manifest: dict) -> Iterator[bytes]:
     """The state as a tar of the volume root, from either archive format."""
     reader = backup_store.IterReader(backup_store.gunzip_stream(plain_chunks))

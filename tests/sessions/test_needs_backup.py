@@ -85,7 +85,7 @@ def test_the_freshness_alert_and_the_nightly_run_follow_the_same_rule(db, monkey
     assert [i.name for i in services.check_backup_freshness()] == ["stopped-stale"]
 
     fanned = []
-    monkeypatch.setattr(tasks, "_fan_out", lambda task, ids, *args: fanned.extend(ids) or len(ids))
+    monkeypatch.setattr(tasks, "fan_out", lambda task, ids, *args: fanned.extend(ids) or len(ids))
     monkeypatch.setattr(services, "remove_expired_prerestore_volumes", lambda: 0)
     tasks.nightly_backups("2026-11-25")
     names = set(Instance.objects.filter(pk__in=fanned).values_list("name", flat=True))
