@@ -124,6 +124,61 @@ def exception_handler(exc, context):
     return response
 
 
+# --- schema ---------------------------------------------------------------------------------
+
+# PostgreSQL cannot store a NUL character and Django's form and serializer fields refuse one
+# (400), so every string the API accepts says so in the schema.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+# What str.strip() removes (str.isspace()), spelled out: Python's, ECMA's and Rust's \s differ.
+_SPACES = (
+    "\\t\\n\\u000b\\u000c\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+# A required text that serializers trim (DRF's CharField) must hold something besides spaces.
+NON_BLANK_PATTERN = f"^[^\\u0000]*[^\\u0000{_SPACES}][^\\u0000]*$"
+
+
+def non_blank_text(**kwargs) -> serializers.RegexField:
+    """A required, trimmed text field whose schema pattern says what it refuses: only spaces,
+    or a NUL character."""
+    kwargs.setdefault("error_messages", {"invalid": "Enter some text (not only spaces)."})
+    return serializers.RegexField(NON_BLANK_PATTERN, **kwargs)
+
+
+def _strings_without_nul(schema) -> None:
+    if not isinstance(schema, dict) or "$ref" in schema:
+        return
+    if (
+        schema.get("type") == "string"
+        and not schema.get("readOnly")
+        and not {"enum", "format", "pattern"} & schema.keys()
+    ):
+        schema["pattern"] = NO_NUL_PATTERN
+    for sub in schema.get("properties", {}).values():
+        _strings_without_nul(sub)
+    for key in ("items", "additionalProperties"):
+        _strings_without_nul(schema.get(key))
+    for key in ("allOf", "oneOf", "anyOf"):
+        for sub in schema.get(key, []):
+            _strings_without_nul(sub)
+
+
+def schema_strings_without_nul(result, generator, request, public):
+    """drf-spectacular post-processing hook (SPECTACULAR_SETTINGS): every accepted string (query,
+    path and header parameters, request bodies) carries NO_NUL_PATTERN unless it already has a
+    pattern, a format or an enum."""
+    for methods in result.get("paths", {}).values():
+        for operation in methods.values():
+            for parameter in operation.get("parameters", []):
+                _strings_without_nul(parameter.get("schema"))
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request"):
+            _strings_without_nul(component)
+    return result
+
+
 # --- words a customer reads ---------------------------------------------------------------
 
 # Engine endpoints (unix:///var/run/docker.sock, tcp://10.0.0.5:2376, ssh://...), any URL, IP

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
+from django import forms
 from django.core.cache import cache
+from django_filters import rest_framework as filters
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 from rest_framework import exceptions
+from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
@@ -37,10 +41,62 @@ from fleet.api import (
 
 # --- pagination -----------------------------------------------------------------------------
 
+MAX_OFFSET = 2**31 - 1
+_WHOLE_NUMBER = re.compile(r"^-?\d{1,20}$")
+
+
+def query_int(request, name: str, *, minimum: int, maximum: int) -> int | None:
+    """A whole-number query parameter, strictly: absent is None; anything else that is not a
+    whole number within [minimum, maximum] (null, 2.5, an empty value) is a 400 that says so, as
+    the schema promises (DRF's paginators silently fall back to their default instead)."""
+    if name not in request.query_params:
+        return None
+    raw = request.query_params[name]
+    value = int(raw) if _WHOLE_NUMBER.match(raw) else None
+    if value is None or not minimum <= value <= maximum:
+        raise exceptions.ValidationError(
+            {name: [f"Enter a whole number from {minimum} to {maximum}."]}
+        )
+    return value
+
+
+def _int_parameter(name: str, description: str, *, minimum: int, maximum: int) -> dict:
+    return {
+        "name": name,
+        "required": False,
+        "in": "query",
+        "description": description,
+        "schema": {"type": "integer", "minimum": minimum, "maximum": maximum},
+    }
+
 
 class FleetLimitOffsetPagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 200
+
+    def get_limit(self, request):
+        limit = query_int(request, self.limit_query_param, minimum=1, maximum=self.max_limit)
+        return self.default_limit if limit is None else limit
+
+    def get_offset(self, request):
+        offset = query_int(request, self.offset_query_param, minimum=0, maximum=MAX_OFFSET)
+        return offset or 0
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            _int_parameter(
+                self.limit_query_param,
+                f"Results per page (default {self.default_limit}).",
+                minimum=1,
+                maximum=self.max_limit,
+            ),
+            _int_parameter(
+                self.offset_query_param,
+                "How many results to skip.",
+                minimum=0,
+                maximum=MAX_OFFSET,
+            ),
+        ]
 
 
 class FleetCursorPagination(CursorPagination):
@@ -50,6 +106,96 @@ class FleetCursorPagination(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 200
     ordering = "-created_at"
+
+    def get_page_size(self, request):
+        size = query_int(request, self.page_size_query_param, minimum=1, maximum=self.max_page_size)
+        return self.page_size if size is None else size
+
+    def get_schema_operation_parameters(self, view):
+        cursor, *_ = super().get_schema_operation_parameters(view)
+        return [
+            cursor,
+            _int_parameter(
+                self.page_size_query_param,
+                f"Results per page (default {self.page_size}).",
+                minimum=1,
+                maximum=self.max_page_size,
+            ),
+        ]
+
+
+class _StrictBooleanField(forms.Field):
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if value in ("true", "false"):
+            return value == "true"
+        raise forms.ValidationError("Use true or false.", code="invalid")
+
+
+class StrictBooleanFilter(filters.BooleanFilter):
+    """A boolean query parameter is `true` or `false`, as the schema says (django-filter's own
+    also takes null, 1, unknown... and treats them as no filter)."""
+
+    field_class = _StrictBooleanField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", forms.TextInput)  # the raw text, not BooleanWidget's guess
+        super().__init__(*args, **kwargs)
+
+
+class FleetFilterBackend(filters.DjangoFilterBackend):
+    """django-filter, but an empty value for a typed filter (a date, an id, a choice, a boolean)
+    is a 400 rather than "no filter": the schema gives those parameters a type or a format that
+    an empty string does not have. A text filter's empty value is a value like any other."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            empty = {
+                name: ["Give a value, or leave the parameter out."]
+                for name, flt in filterset_class.base_filters.items()
+                if not isinstance(flt, filters.CharFilter)
+                and "" in request.query_params.getlist(name)
+            }
+            if empty:
+                raise exceptions.ValidationError(empty)
+        return super().filter_queryset(request, queryset, view)
+
+
+class FleetOrderingFilter(OrderingFilter):
+    """`ordering` is one of the view's ordering_fields, or its reverse with "-": the schema lists
+    them as an enum, and anything else (an unknown field, a list, an empty value) is a 400 rather
+    than silently the default order."""
+
+    def ordering_choices(self, view) -> list[str]:
+        fields = [f if isinstance(f, str) else f[0] for f in getattr(view, "ordering_fields", [])]
+        return [choice for field in fields for choice in (field, f"-{field}")]
+
+    def get_ordering(self, request, queryset, view):
+        if self.ordering_param not in request.query_params:
+            return self.get_default_ordering(view)
+        wanted = request.query_params[self.ordering_param]
+        choices = self.ordering_choices(view)
+        if wanted not in choices:
+            raise exceptions.ValidationError(
+                {self.ordering_param: [f"Choose one of: {', '.join(choices)}."]}
+            )
+        return [wanted]
+
+    def get_schema_operation_parameters(self, view):
+        choices = self.ordering_choices(view)
+        if not choices:
+            return []
+        return [
+            {
+                "name": self.ordering_param,
+                "required": False,
+                "in": "query",
+                "description": "Sort by this field; a leading '-' reverses it.",
+                "schema": {"type": "string", "enum": choices},
+            }
+        ]
 
 
 class FleetApiMixin:
@@ -263,6 +409,7 @@ class OrganizationApiViewSet(FleetApiMixin, OrganizationScopedViewSet):
 
     schema = FleetAutoSchema()
     pagination_class = FleetLimitOffsetPagination
+    filter_backends = [FleetFilterBackend, FleetOrderingFilter]
     # Route any path segment to the viewset, so a malformed id is a JSON 404 from DRF rather than
     # Django's HTML 404 for an unmatched URL.
     lookup_value_regex = "[^/]+"

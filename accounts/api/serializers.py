@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import ApiToken, AuditEvent, Membership, Organization
+from fleet.api import non_blank_text
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
@@ -80,7 +81,7 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
 
 class ApiTokenCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, help_text="What uses the token.")
+    name = non_blank_text(max_length=100, help_text="What uses the token.")
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ApiToken.Scope.choices),
         min_length=1,

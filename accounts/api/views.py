@@ -9,7 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts import roles, services
-from accounts.api.base import FleetCursorPagination
+from accounts.api.base import FleetCursorPagination, FleetFilterBackend, StrictBooleanFilter
 from accounts.models import ApiToken, AuditEvent, Membership, Organization, Role
 
 from .base import OrganizationApiViewSet
@@ -66,7 +66,7 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
 
 
 class ApiTokenFilter(filters.FilterSet):
-    active = filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", label="Active")
+    active = StrictBooleanFilter(field_name="revoked_at", lookup_expr="isnull", label="Active")
 
     class Meta:
         model = ApiToken
@@ -175,7 +175,7 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organi
     queryset = AuditEvent.objects.all()
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
-    filter_backends = [filters.DjangoFilterBackend]
+    filter_backends = [FleetFilterBackend]
     pagination_class = AuditCursorPagination
     action_permissions = {"list": roles.MANAGE_TOKENS, "retrieve": roles.MANAGE_TOKENS}
 

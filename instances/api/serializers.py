@@ -4,17 +4,53 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from fleet.api import PublicTextField, public_text
+from fleet.api import PublicTextField, non_blank_text, public_text
+from instances import rules
 from instances.models import Instance, Operation
 
 # Operation params are free-form; anything that looks like a secret is never echoed.
 _SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+class CpusField(serializers.DecimalField):
+    """A number of CPUs from MIN_CPUS to MAX_CPUS (instances.rules), kept to two decimals: any
+    number in that range is accepted, as the schema says, and 0.333 becomes 0.33."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            max_digits=4,
+            decimal_places=2,
+            min_value=rules.MIN_CPUS,
+            max_value=rules.MAX_CPUS,
+            coerce_to_string=False,
+            rounding=ROUND_HALF_UP,
+            **kwargs,
+        )
+
+    def validate_precision(self, value):
+        # Round instead of refusing extra digits; the range is checked before rounding so that a
+        # huge number never reaches the two-decimal quantize (it is refused here).
+        if not rules.MIN_CPUS <= value <= rules.MAX_CPUS:
+            raise serializers.ValidationError(
+                f"Choose from {rules.MIN_CPUS} to {rules.MAX_CPUS} CPUs.", code="max_value"
+            )
+        return value
+
+
+def memory_field(**kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=rules.MIN_MEMORY_MB, max_value=rules.MAX_MEMORY_MB, **kwargs
+    )
+
+
+def name_field(**kwargs) -> serializers.RegexField:
+    return serializers.RegexField(rules.NAME_PATTERN, max_length=rules.NAME_MAX_LENGTH, **kwargs)
 
 
 class InstanceSerializer(serializers.ModelSerializer):
@@ -66,27 +102,18 @@ class InstanceSerializer(serializers.ModelSerializer):
 class InstanceCreateSerializer(serializers.Serializer):
     """Deploy a new instance. The answer is 202 with the deploy operation."""
 
-    name = serializers.RegexField(
-        r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$",
-        max_length=40,
+    name = name_field(
         help_text="1 to 40 lowercase letters, digits and hyphens; unique in the organization.",
     )
     openclaw_version = serializers.ChoiceField(
         choices=[], required=False, help_text="Defaults to the newest supported version."
     )
-    memory_mb = serializers.IntegerField(
-        required=False, min_value=1024, max_value=262144, help_text="Defaults to 2048."
+    memory_mb = memory_field(
+        required=False, help_text=f"Defaults to {rules.DEFAULT_MEMORY_MB} (within your plan)."
     )
-    cpus = serializers.DecimalField(
-        max_digits=4,
-        decimal_places=2,
-        required=False,
-        min_value=Decimal("0.01"),
-        max_value=64,
-        coerce_to_string=False,
-    )
+    cpus = CpusField(required=False, help_text="Defaults to 1 (within your plan).")
     provider = serializers.ChoiceField(choices=Instance.Provider.choices)
-    model_name = serializers.CharField(max_length=100)
+    model_name = non_blank_text(max_length=100)
     api_key = serializers.CharField(
         write_only=True,
         required=False,
@@ -110,11 +137,13 @@ class InstanceCreateSerializer(serializers.Serializer):
     external_id = serializers.CharField(
         required=False,
         allow_null=True,
-        max_length=100,
+        max_length=rules.EXTERNAL_ID_MAX_LENGTH,
         help_text="Your own id for this instance (e.g. your client's id); unique in the "
         "organization.",
     )
-    client_name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    client_name = serializers.CharField(
+        required=False, allow_blank=True, max_length=rules.CLIENT_NAME_MAX_LENGTH
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -135,21 +164,23 @@ class InstanceCreateSerializer(serializers.Serializer):
 class InstanceUpdateSerializer(serializers.Serializer):
     """Partial update. Memory or CPU changes on a running instance queue a restart."""
 
-    name = serializers.RegexField(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$", max_length=40)
-    client_name = serializers.CharField(allow_blank=True, max_length=100)
-    external_id = serializers.CharField(allow_null=True, allow_blank=True, max_length=100)
-    session_idle_days = serializers.IntegerField(min_value=1, max_value=3650)
-    session_max_count = serializers.IntegerField(min_value=1, max_value=1_000_000)
+    name = name_field()
+    client_name = serializers.CharField(allow_blank=True, max_length=rules.CLIENT_NAME_MAX_LENGTH)
+    external_id = serializers.CharField(
+        allow_null=True, allow_blank=True, max_length=rules.EXTERNAL_ID_MAX_LENGTH
+    )
+    session_idle_days = serializers.IntegerField(
+        min_value=rules.RETENTION_BOUNDS["session_idle_days"][0],
+        max_value=rules.RETENTION_BOUNDS["session_idle_days"][1],
+    )
+    session_max_count = serializers.IntegerField(
+        min_value=rules.RETENTION_BOUNDS["session_max_count"][0],
+        max_value=rules.RETENTION_BOUNDS["session_max_count"][1],
+    )
     archive_before_prune = serializers.BooleanField()
     support_transcript_access = serializers.BooleanField()
-    memory_mb = serializers.IntegerField(min_value=1024, max_value=262144)
-    cpus = serializers.DecimalField(
-        max_digits=4,
-        decimal_places=2,
-        min_value=Decimal("0.01"),
-        max_value=64,
-        coerce_to_string=False,
-    )
+    memory_mb = memory_field()
+    cpus = CpusField()
 
     def validate_external_id(self, value):
         value = (value or "").strip() or None

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 
 from django import forms
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django_filters import rest_framework as filters
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     extend_schema,
+    extend_schema_field,
     extend_schema_view,
 )
-from rest_framework import mixins, serializers, status
+from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.filters import OrderingFilter
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from accounts import roles
-from accounts.api.base import FleetCursorPagination, OrganizationApiViewSet, error_example
+from accounts.api.base import (
+    MAX_OFFSET,
+    FleetCursorPagination,
+    FleetFilterBackend,
+    FleetOrderingFilter,
+    OrganizationApiViewSet,
+    error_example,
+    query_int,
+)
 from accounts.tenancy import request_allows
 from instances.api.serializers import OperationDetailSerializer
 from instances.models import Instance
@@ -41,19 +50,52 @@ log = logging.getLogger(__name__)
 TRANSCRIPT_PAGE_SIZE = 50
 
 
-class UtcDateTimeField(forms.DateTimeField):
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_TIME_RE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def parse_date_or_date_time(value: str) -> dt.datetime:
+    """An ISO 8601 / RFC 3339 full date (midnight UTC) or date-time with an offset, exactly what
+    the schema says (format date or date-time), as UTC. Raises ValueError for anything else."""
+    if _DATE_RE.match(value):
+        return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), tzinfo=dt.UTC)
+    match = _DATE_TIME_RE.match(value)
+    if not match:
+        raise ValueError(value)
+    day, hour, minute, second, fraction, offset = match.groups()
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    second = min(int(second), 59) if second == "60" else int(second)  # a leap second
+    micro = (fraction or ".0")[1:7].ljust(6, "0")
+    local = dt.datetime.fromisoformat(f"{day}T{hour}:{minute}:{second:02d}.{micro}{offset}")
+    try:
+        return local.astimezone(dt.UTC)
+    except OverflowError:  # beyond year 1 or 9999 in UTC: nothing lies past that
+        return _EARLIEST if local.year == 1 else _LATEST
+
+
+class UtcDateTimeField(forms.Field):
     """A date or date-time in any offset, as UTC (PostgreSQL refuses offsets beyond ±15:59)."""
 
     def to_python(self, value):
-        result = super().to_python(value)
-        if result is None:
+        if value in (None, ""):
             return None
         try:
-            return result.astimezone(dt.UTC)
-        except (OverflowError, ValueError):
-            raise forms.ValidationError("This date-time is out of range.", code="overflow")
+            return parse_date_or_date_time(str(value))
+        except ValueError:
+            raise forms.ValidationError(
+                "Enter an ISO 8601 date (2026-11-01) or date-time with an offset "
+                "(2026-11-01T10:00:00Z).",
+                code="invalid",
+            )
 
 
+@extend_schema_field(
+    {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+)
 class UtcDateTimeFilter(filters.DateTimeFilter):
     field_class = UtcDateTimeField
 
@@ -98,7 +140,7 @@ class SessionCursorPagination(FleetCursorPagination):
         parameters=[
             OpenApiParameter(
                 "before",
-                OpenApiTypes.INT,
+                {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
                 OpenApiParameter.QUERY,
                 description="The `before` of the previous page, for older messages.",
             )
@@ -109,7 +151,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
     queryset = Session.objects.all()
     serializer_class = SessionSerializer
     filterset_class = SessionFilter
-    filter_backends = [filters.DjangoFilterBackend, OrderingFilter]
+    filter_backends = [FleetFilterBackend, FleetOrderingFilter]
     ordering_fields = ["recency", "cost", "id"]
     ordering = ["-recency", "-id"]
     pagination_class = SessionCursorPagination
@@ -126,16 +168,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
 
     def retrieve(self, request, *args, **kwargs):
         session = self.get_object()
-        before = request.query_params.get("before")
-        if before not in (None, ""):
-            try:
-                before = int(before)
-                if before < 0:
-                    raise ValueError
-            except ValueError:
-                raise serializers.ValidationError({"before": ["Enter a whole number ≥ 0."]})
-        else:
-            before = None
+        before = query_int(request, "before", minimum=0, maximum=MAX_OFFSET)
         page, error = self._transcript(session, before)
         context = {**self.get_serializer_context(), "transcript": page, "transcript_error": error}
         return Response(SessionDetailSerializer(session, context=context).data)
@@ -269,8 +302,8 @@ class BackupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
             .filter(pk=data.validated_data["instance"])
             .first()
         )
-        if instance is None:
-            raise serializers.ValidationError({"instance": ["No such instance."]})
+        if instance is None:  # unknown or another organization's: a 404 like everywhere else
+            raise NotFound("No such instance.")
         op = services.backup_request(actor=self.actor, instance=instance, kind=Backup.Kind.MANUAL)
         return Response(OperationDetailSerializer(op).data, status=status.HTTP_202_ACCEPTED)
 

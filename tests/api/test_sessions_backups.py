@@ -120,8 +120,9 @@ def test_backing_up_another_organizations_instance_is_refused_without_saying_it_
     response = token_client(world.charlie_secret).post(
         f"{API}/backups", {"instance": str(world.running.pk)}, format="json"
     )
-    assert response.status_code == 400
-    assert response.json()["error"]["fields"] == {"instance": ["No such instance."]}
+    # A 404 like every other endpoint gives for another organization's id (and an unknown one).
+    assert response.status_code == 404
+    assert response.json()["error"] == {"code": "not_found", "message": "No such instance."}
     assert not Operation.objects.filter(kind="backup").exists()
 
 

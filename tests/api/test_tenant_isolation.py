@@ -54,7 +54,7 @@ ENDPOINTS = [
     ("sessions-detail", "get", "/sessions/{session}", None, 200, 200, 404),
     ("backups-list", "get", "/backups", None, 200, 200, 200),
     ("backups-detail", "get", "/backups/{backup}", None, 200, 200, 404),
-    ("backups-create", "post", "/backups", {"instance": "{running}"}, 202, 403, 400),
+    ("backups-create", "post", "/backups", {"instance": "{running}"}, 202, 403, 404),
     ("backups-restore", "post", "/backups/{backup}/restore", None, 202, 403, 404),
     ("usage", "get", "/usage", None, 200, 403, 200),
     ("usage-instance", "get", "/usage?instance={running}", None, 200, 403, 404),
