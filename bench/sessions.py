@@ -144,6 +144,7 @@ class Bench:
         from accounts.services import SYSTEM
         from instances import services
         from instances.operations import run_operation
+        from instances.runtime import runtime_for
 
         t = time.monotonic()
         op = services.instance_deploy(
@@ -162,7 +163,7 @@ class Bench:
             raise SystemExit(f"deploy failed: {op.error} {op.error_detail}")
         self.instance = op.instance
         self.instance.refresh_from_db()
-        self.runtime = services.runtime_for(self.instance.host)
+        self.runtime = runtime_for(self.instance.host)
         print(f"deployed {self.instance.name} in {time.monotonic() - t:.1f} s")
         return self.instance
 
