@@ -31,7 +31,10 @@ REQUIRED = ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BACKUP_ENCRYPTION_KEY", "STR
 
 def production_env(**overrides: str) -> dict[str, str]:
     """The environment of a production process: DEBUG off, not under pytest, every secret set."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_VERSION", *REQUIRED)}
+    # Not inherited: what pytest and the browser tests' Playwright set for themselves
+    # (DJANGO_ALLOW_ASYNC_UNSAFE would be a deploy-check error a production process never has).
+    test_only = ("PYTEST_VERSION", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if k not in (*test_only, *REQUIRED)}
     env.update(
         DEBUG="false",
         DJANGO_SETTINGS_MODULE="fleet.settings",
