@@ -1,4 +1,6 @@
 """Customer-facing errors never show engine URLs, addresses or host paths."""
+# Private addresses here are only validated or rendered as text, never contacted: the reachability
+# tests send packets only to stand-in hosts in network namespaces they create (tests/security).
 
 from __future__ import annotations
 

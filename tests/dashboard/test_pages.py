@@ -1,4 +1,6 @@
 """The customer dashboard: pages, live partials, actions, the deploy wizard, and tenancy."""
+# Private addresses here are only validated or rendered as text, never contacted: the reachability
+# tests send packets only to stand-in hosts in network namespaces they create (tests/security).
 
 import logging
 

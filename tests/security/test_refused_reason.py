@@ -1,5 +1,7 @@
 """refused_reason(url): a custom model endpoint on an address tenant containers may not reach is
 refused at deploy, with the reason; pure (resolver, local addresses and gateways injected)."""
+# Private addresses here are only validated or rendered as text, never contacted: the reachability
+# tests send packets only to stand-in hosts in network namespaces they create (tests/security).
 
 import pytest
 
