@@ -1,6 +1,7 @@
 """Hooks: how a lower app tells higher apps that something happened, without importing them.
 
-The apps form a chain (accounts <- billing <- instances <- sessions_mgmt, docs/architecture.md):
+The apps form a chain (accounts <- billing <- instances <- sessions_mgmt <- channels <-
+notifications, docs/architecture.md):
 an app imports only apps below it. When instances needs sessions_mgmt to act (take a backup
 before an upgrade, mirror sessions after an operation) it runs a hook by name, and
 sessions_mgmt registers the function from its AppConfig.ready(), as wagtail's hooks do.
@@ -37,6 +38,8 @@ HOOKS = {
     "billing.resume": "instance -> False while its pause is in flight, else True (resumed)",
     "billing.compute_seconds": "start, end -> {instance_id: (organization_id, billable secs)}",
     "billing.session_usage": "day, start, end -> None: record sessions' token totals for day",
+    # channels runs this (issue 14); notifications listens (issue 16):
+    "channel.health_changed": "channel, healthy, reason: a channel broke or recovered",
 }
 
 _registry: dict[str, list[Callable[..., Any]]] = defaultdict(list)

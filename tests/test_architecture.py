@@ -1,6 +1,6 @@
 """The apps form a chain and every import points down it (docs/architecture.md):
 
-    accounts <- billing <- instances <- sessions_mgmt
+    accounts <- billing <- instances <- sessions_mgmt <- channels <- notifications
 
 An app imports only itself, apps below it, and fleet's infrastructure (fleet.hooks, fleet.fields,
 fleet.api): a lower app that needs a higher one to act runs a hook (fleet.hooks) that the higher
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAIN = ["accounts", "billing", "instances", "sessions_mgmt"]
+CHAIN = ["accounts", "billing", "instances", "sessions_mgmt", "channels", "notifications"]
 INFRASTRUCTURE = ["fleet/hooks.py", "fleet/fields.py"]
 
 
