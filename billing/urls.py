@@ -10,6 +10,7 @@ urlpatterns = [
     path("checkout/cancel/", views.checkout_cancel, name="checkout_cancel"),
     path("portal/", views.portal, name="portal"),
     path("costs/", views.costs, name="costs"),
+    path("costs/export/", views.costs_export, name="costs_export"),
     path("budgets/", views.budgets, name="budgets"),
     path("budgets/<int:budget_id>/delete/", views.budget_delete, name="budget_delete"),
     path("webhook/", webhooks.stripe_webhook, name="webhook"),

@@ -137,7 +137,32 @@ def costs(request):
             "budgets": selectors.budgets_for(organization=org),
             "plan": subscription.plan if subscription and subscription.is_entitled else None,
             "can_manage": roles.role_allows(membership.role, roles.MANAGE_BILLING),
+            "export_from": today.replace(day=1),
+            "export_to": today,
         },
+    )
+
+
+@login_required
+def costs_export(request):
+    """The costs page's download: the API's export (billing.services.exports), streamed."""
+    from .api.serializers import UsageExportQuerySerializer
+    from .api.views import export_response
+
+    membership = current_membership(request, roles.VIEW_USAGE)
+    query = UsageExportQuerySerializer(data=request.GET)
+    if not query.is_valid():
+        for name, errors in query.errors.items():
+            for error in errors:
+                messages.error(request, f"{name}: {error}")
+        return redirect("billing:costs")
+    data = query.validated_data
+    return export_response(
+        organization=membership.organization,
+        start=data["from"],
+        end=data["to"],
+        group_by=data["group_by"],
+        fmt=data["format"],
     )
 
 

@@ -62,6 +62,74 @@ class UsageQuerySerializer(serializers.Serializer):
         return {**attrs, "from": start, "to": end}
 
 
+class QueryChoiceField(_Present, serializers.ChoiceField):
+    blank_message = "Choose one of the listed values, or leave the parameter out."
+
+
+class UsageExportQuerySerializer(UsageQuerySerializer):
+    """?from=&to=&group_by=&format=: the usage endpoint's range rules, one grouping, one format
+    (billing.services.exports; the columns are in docs/billing.md)."""
+
+    instance = None
+    group_by = QueryChoiceField(
+        choices=["client", "instance", "session", "model", "channel"],
+        required=False,
+        help_text="Group rows by this (default client).",
+    )
+    format = QueryChoiceField(
+        choices=["csv", "json"], required=False, help_text="csv (default) or json."
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        return {"group_by": "client", "format": "csv", **attrs}
+
+
+class UsageExportRowSerializer(serializers.Serializer):
+    """One row: the grouping's key columns, then the measures (every column is in `columns`)."""
+
+    kind = serializers.ChoiceField(choices=["llm", "compute"], required=False)
+    client = serializers.CharField(required=False, allow_blank=True)
+    instance_id = serializers.CharField(required=False)
+    instance_name = serializers.CharField(required=False)
+    session_key = serializers.CharField(required=False, allow_blank=True)
+    provider = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True)
+    channel = serializers.CharField(required=False, allow_blank=True)
+    running_seconds = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cache_read_tokens = serializers.IntegerField()
+    cache_write_tokens = serializers.IntegerField()
+    compute_usd = _usd()
+    llm_usd = _usd()
+    total_usd = _usd()
+
+
+class UsageExportTotalsSerializer(serializers.Serializer):
+    running_seconds = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cache_read_tokens = serializers.IntegerField()
+    cache_write_tokens = serializers.IntegerField()
+    compute_usd = _usd()
+    llm_usd = _usd()
+    total_usd = _usd()
+
+
+class UsageExportSerializer(serializers.Serializer):
+    to = serializers.DateField()
+    group_by = serializers.CharField()
+    currency = serializers.CharField()
+    columns = serializers.ListField(child=serializers.CharField())
+    rows = UsageExportRowSerializer(many=True)
+    totals = UsageExportTotalsSerializer()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        return {"from": serializers.DateField(), **fields}
+
+
 class UsageTotalsSerializer(serializers.Serializer):
     compute_usd = _usd()
     llm_usd = _usd()

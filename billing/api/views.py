@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import permissions
 from rest_framework.exceptions import NotFound
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from accounts import roles
@@ -14,8 +17,14 @@ from accounts.api.base import OrganizationApiViewSet
 from accounts.tenancy import ScopedPermission
 from billing import capabilities, selectors
 from billing.models import UsageDay
+from billing.services import exports
 
-from .serializers import UsageQuerySerializer, UsageSerializer
+from .serializers import (
+    UsageExportQuerySerializer,
+    UsageExportSerializer,
+    UsageQuerySerializer,
+    UsageSerializer,
+)
 
 _ZERO = Decimal("0")
 
@@ -141,3 +150,60 @@ class UsageViewSet(OrganizationApiViewSet):
             "instances": instances,
         }
         return Response(UsageSerializer(body).data)
+
+
+_EXPORT_CSV = (
+    "client,running_seconds,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,"
+    "compute_usd,llm_usd,total_usd\r\n"
+    "Acme Ltd,172800,120000,30000,0,0,0.480000,1.250000,1.730000\r\n"
+)
+
+
+@extend_schema(
+    summary="Chargeback export: costs of a period grouped by client, instance, session, model "
+    "or channel, as CSV or JSON (streamed)",
+    parameters=[UsageExportQuerySerializer],
+    responses={
+        (200, "text/csv"): OpenApiTypes.STR,
+        (200, "application/json"): UsageExportSerializer,
+    },
+    examples=[
+        OpenApiExample(
+            "By client, CSV", value=_EXPORT_CSV, response_only=True, media_type="text/csv"
+        ),
+    ],
+)
+class UsageExportViewSet(UsageViewSet):
+    """GET /api/v1/usage/export: the usage endpoint's ledger, row by row (the totals agree with
+    it to the cent). `format` is our own parameter, not DRF's renderer override: errors are
+    always the JSON error shape."""
+
+    def perform_content_negotiation(self, request, force=False):
+        return (JSONRenderer(), JSONRenderer.media_type)
+
+    def retrieve(self, request, *args, **kwargs):
+        query = UsageExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, end = query.validated_data["from"], query.validated_data["to"]
+        return export_response(
+            organization=self.organization,
+            start=start,
+            end=end,
+            group_by=query.validated_data["group_by"],
+            fmt=query.validated_data["format"],
+        )
+
+
+def export_response(*, organization, start, end, group_by: str, fmt: str):
+    """The streamed download, for the API and the dashboard alike."""
+    writer = exports.stream_json if fmt == "json" else exports.stream_csv
+    response = StreamingHttpResponse(
+        (chunk.encode() for chunk in writer(
+            organization=organization, start=start, end=end, group_by=group_by
+        )),
+        content_type="application/json" if fmt == "json" else "text/csv; charset=utf-8",
+    )
+    name = exports.filename(start=start, end=end, group_by=group_by, fmt=fmt)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "no-store"
+    return response
