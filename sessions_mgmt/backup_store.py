@@ -7,8 +7,15 @@ File format (".cfbk", version 1), so a large archive never has to sit in memory 
 
 Each token encrypts `struct(">QB", index, last) + chunk` (chunks of CHUNK_SIZE plaintext bytes):
 the index and the "last" flag inside the authenticated plaintext make a reordered, dropped or
-truncated file fail to decrypt, not restore half an archive. Fernet (fleet.fields, keys from
-FIELD_ENCRYPTION_KEYS, the first encrypts, all decrypt) authenticates every chunk.
+truncated file fail to decrypt, not restore half an archive. Fernet with the backups' own keys
+(BACKUP_ENCRYPTION_KEYS: the first encrypts, all decrypt) authenticates every chunk; a file
+written before backups had their own keys (with FIELD_ENCRYPTION_KEYS) still decrypts.
+
+Incremental points (".cfpt", see `write_point`): the same archive cut into blocks (SQLite pages
+for databases, 64 KiB for other files), each block compressed and sealed with AES-256-GCM under
+a key derived from the first backup key; a point stores only the blocks no earlier point of the
+instance holds (one "pack" object), plus an index naming every block of the state. Each index is
+self-contained: a point restores from its index and the packs it names, never from another index.
 
 `sha256` in the Backup row is the SHA-256 of the stored file bytes (what is on disk or in S3), so a
 restore checks the file before it decrypts anything; the manifest also records the SHA-256 of
@@ -20,21 +27,27 @@ django-storages when FLEET_BACKUP_S3_BUCKET is set (docs/backups.md lists the va
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import json
 import os
 import struct
+import tarfile
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
-from cryptography.fernet import InvalidToken
+from cryptography.exceptions import InvalidTag
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage
-
-from fleet.fields import decrypt_bytes, encrypt_bytes
 
 MAGIC = b"CFBK1\n"
 CHUNK_SIZE = 4 * 1024 * 1024
@@ -46,6 +59,78 @@ class BackupCorrupt(Exception):
     """The stored file does not match its checksum or does not decrypt."""
 
 
+class StoreUnavailable(Exception):
+    """The backup storage did not answer (down, unreachable, refusing): the backup is retried."""
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+def _backup_keys() -> list[str]:
+    keys = [k for k in getattr(settings, "BACKUP_ENCRYPTION_KEYS", []) if k]
+    if not keys:
+        raise RuntimeError("BACKUP_ENCRYPTION_KEYS is empty: backups cannot be encrypted")
+    return keys
+
+
+def key_id(key: str) -> str:
+    """A short public fingerprint of a key (which key sealed a backup), never the key."""
+    return hashlib.sha256(b"clawfleet-backup-key-id:" + key.encode()).hexdigest()[:16]
+
+
+def current_key_id() -> str:
+    return key_id(_backup_keys()[0])
+
+
+def _fernet_encrypt() -> Fernet:
+    return Fernet(_backup_keys()[0].encode())
+
+
+def _fernet_decrypt() -> MultiFernet:
+    """Every backup key, then the field keys (backups written before backups had their own)."""
+    keys = list(dict.fromkeys([*_backup_keys(), *settings.FIELD_ENCRYPTION_KEYS]))
+    return MultiFernet([Fernet(k.encode()) for k in keys])
+
+
+def encrypt_bytes(data: bytes) -> bytes:
+    return _fernet_encrypt().encrypt(data)
+
+
+def decrypt_bytes(token: bytes) -> bytes:
+    return _fernet_decrypt().decrypt(token)
+
+
+@lru_cache(maxsize=16)
+def _aead(key: str) -> AESGCM:
+    raw = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"clawfleet-backup-blocks-v1"
+    ).derive(key.encode())
+    return AESGCM(raw)
+
+
+def _aead_for(kid: str) -> AESGCM:
+    for key in _backup_keys():
+        if key_id(key) == kid:
+            return _aead(key)
+    raise BackupCorrupt("the key that sealed this backup is not among BACKUP_ENCRYPTION_KEYS")
+
+
+def seal(data: bytes, aad: bytes = b"") -> bytes:
+    """AES-256-GCM under the first backup key: key id (8 bytes), nonce (12), ciphertext+tag."""
+    kid = current_key_id()
+    nonce = os.urandom(12)
+    return bytes.fromhex(kid) + nonce + _aead(_backup_keys()[0]).encrypt(nonce, data, aad)
+
+
+def unseal(blob: bytes, aad: bytes = b"") -> bytes:
+    if len(blob) < 8 + 12 + 16:
+        raise BackupCorrupt("sealed block is truncated")
+    try:
+        return _aead_for(blob[:8].hex()).decrypt(blob[8:20], blob[20:], aad)
+    except InvalidTag as exc:
+        raise BackupCorrupt("backup block does not decrypt") from exc
+
+
 # --- storage --------------------------------------------------------------------------------
 
 
@@ -53,7 +138,8 @@ class BackupCorrupt(Exception):
 def backup_storage() -> Storage:
     bucket = settings.FLEET_BACKUP_S3_BUCKET
     if bucket:
-        from storages.backends.s3 import S3Storage  # needs boto3 installed
+        from botocore.config import Config
+        from storages.backends.s3 import S3Storage
 
         return S3Storage(
             bucket_name=bucket,
@@ -65,8 +151,66 @@ def backup_storage() -> Storage:
             default_acl="private",
             file_overwrite=False,
             querystring_auth=True,
+            # A store that is down fails the backup within seconds (it is retried by the next
+            # run), instead of hanging a worker.
+            client_config=Config(
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"},
+            ),
         )
     return FileSystemStorage(location=settings.FLEET_BACKUP_DIR, file_permissions_mode=0o600)
+
+
+def is_off_machine() -> bool:
+    return bool(settings.FLEET_BACKUP_S3_BUCKET)
+
+
+def storage_description() -> str:
+    """Where backups are kept, in words for the dashboard and admin (no credentials)."""
+    if is_off_machine():
+        endpoint = settings.FLEET_BACKUP_S3_ENDPOINT_URL
+        where = f"s3://{settings.FLEET_BACKUP_S3_BUCKET}/{settings.FLEET_BACKUP_S3_PREFIX}"
+        return f"Object storage {where}" + (" (S3-compatible)" if endpoint else " (AWS S3)")
+    return "This machine's disk (development default)"
+
+
+def instance_location(organization_id, instance_hex: str) -> str:
+    """The prefix an instance's backups live under, as a URL-like string for staff."""
+    rel = f"org-{organization_id}/{instance_hex}/"
+    if is_off_machine():
+        return f"s3://{settings.FLEET_BACKUP_S3_BUCKET}/{settings.FLEET_BACKUP_S3_PREFIX}/{rel}"
+    return os.path.join(settings.FLEET_BACKUP_DIR, rel)
+
+
+def _unavailable(exc: Exception) -> bool:
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a requirement
+        return False
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return code not in ("NoSuchKey", "404")
+    return isinstance(exc, BotoCoreError | ConnectionError)
+
+
+def store_errors(fn):
+    """Storage failures (the object store down or refusing) become StoreUnavailable."""
+    from functools import wraps
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (BackupCorrupt, StoreUnavailable):
+            raise
+        except Exception as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"backup storage unavailable: {type(exc).__name__}") from exc
+            raise
+
+    return wrapper
 
 
 def scratch_dir() -> str:
@@ -196,6 +340,7 @@ class WrittenFile:
         self.plain_size = plain_size
 
 
+@store_errors
 def write_encrypted(name: str, plaintext: Iterable[bytes]) -> WrittenFile:
     """Encrypt `plaintext` (an already compressed archive) into storage under `name`.
 
@@ -222,6 +367,7 @@ def write_encrypted(name: str, plaintext: Iterable[bytes]) -> WrittenFile:
     return WrittenFile(saved, size, file_hash.hexdigest(), plain_hash.hexdigest(), plain_size)
 
 
+@store_errors
 def file_sha256(name: str) -> str:
     digest = hashlib.sha256()
     with backup_storage().open(name, "rb") as fh:
@@ -230,6 +376,7 @@ def file_sha256(name: str) -> str:
     return digest.hexdigest()
 
 
+@store_errors
 def verify_checksum(name: str, sha256: str) -> None:
     storage = backup_storage()
     if not name or not storage.exists(name):
@@ -240,10 +387,18 @@ def verify_checksum(name: str, sha256: str) -> None:
 
 def open_plaintext(name: str) -> Iterator[bytes]:
     """Decrypted chunks of a stored backup (check the checksum first)."""
-    with backup_storage().open(name, "rb") as fh:
-        yield from decrypt_stream(fh)
+    try:
+        with backup_storage().open(name, "rb") as fh:
+            yield from decrypt_stream(fh)
+    except (BackupCorrupt, StoreUnavailable):
+        raise
+    except Exception as exc:
+        if _unavailable(exc):
+            raise StoreUnavailable(f"backup storage unavailable: {type(exc).__name__}") from exc
+        raise
 
 
+@store_errors
 def delete(name: str) -> None:
     if name:
         storage = backup_storage()
@@ -251,8 +406,370 @@ def delete(name: str) -> None:
             storage.delete(name)
 
 
+# --- incremental points: deduplicated blocks ---------------------------------------------------
+
+POINT_MAGIC = b"CFPT1\n"
+PACK_MAGIC = b"CFPK1\n"
+FILE_BLOCK = 64 * 1024
+ID_LEN = 12
+_LOC = struct.Struct(">HQI")
+_SQLITE_HEAD = b"SQLite format 3\x00"
+
+
+def _block_size(head: bytes) -> int:
+    """SQLite databases are cut at their page size (a VACUUMed snapshot moves whole pages, so an
+    unchanged page is the same block wherever it lands); everything else in 64 KiB blocks."""
+    if head.startswith(_SQLITE_HEAD) and len(head) >= 18:
+        page = int.from_bytes(head[16:18], "big")
+        page = 65536 if page == 1 else page
+        if 512 <= page <= 65536:
+            return page
+    return FILE_BLOCK
+
+
+class PointIndex:
+    """What one point holds: the tar members of the state in order, each file as a list of block
+    ids, and where each block lives (pack object, offset, length)."""
+
+    def __init__(self, members: list[dict], ids: list[bytes], locs: dict, packs: list[dict]):
+        self.members = members
+        self.ids = ids
+        self.locs = locs  # id -> (pack index, offset, length)
+        self.packs = packs  # [{"name", "sha256", "size", "key"}]
+
+    def pack_names(self) -> list[str]:
+        return [p["name"] for p in self.packs]
+
+    def block_locations(self) -> dict:
+        """id -> (pack dict, offset, length)."""
+        return {bid: (self.packs[pi], off, ln) for bid, (pi, off, ln) in self.locs.items()}
+
+    def to_bytes(self) -> bytes:
+        order: list[bytes] = []
+        seen: set[bytes] = set()
+        for bid in self.ids:
+            if bid not in seen:
+                seen.add(bid)
+                order.append(bid)
+        head = json.dumps(
+            {"v": 1, "members": self.members, "packs": self.packs, "unique": len(order)},
+            separators=(",", ":"),
+        ).encode()
+        loc_blob = b"".join(bid + _LOC.pack(*self.locs[bid]) for bid in order)
+        return zlib.compress(_LEN.pack(len(head)) + head + b"".join(self.ids) + loc_blob, 6)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PointIndex:
+        try:
+            raw = zlib.decompress(data)
+            (n,) = _LEN.unpack(raw[: _LEN.size])
+            head = json.loads(raw[_LEN.size : _LEN.size + n])
+            pos = _LEN.size + n
+            count = sum(m.get("b", 0) for m in head["members"])
+            ids = [raw[pos + i * ID_LEN : pos + (i + 1) * ID_LEN] for i in range(count)]
+            pos += count * ID_LEN
+            step = ID_LEN + _LOC.size
+            locs = {}
+            for i in range(head["unique"]):
+                rec = raw[pos + i * step : pos + (i + 1) * step]
+                locs[rec[:ID_LEN]] = _LOC.unpack(rec[ID_LEN:])
+        except (zlib.error, ValueError, KeyError, struct.error) as exc:
+            raise BackupCorrupt("the point's index is unreadable") from exc
+        if len(locs) != head["unique"] or any(b not in locs for b in ids):
+            raise BackupCorrupt("the point's index is incomplete")
+        return cls(head["members"], ids, locs, head["packs"])
+
+    def has_config(self) -> bool:
+        return any(m["n"].endswith("openclaw.json") and m["t"] == "0" for m in self.members)
+
+    def file_count(self) -> int:
+        return sum(1 for m in self.members if m["t"] == "0")
+
+
+class WrittenPoint:
+    def __init__(self, *, index_name, index_sha256, index_size, pack, index, stats):
+        self.index_name = index_name
+        self.index_sha256 = index_sha256
+        self.index_size = index_size
+        self.pack = pack  # {"name", "sha256", "size", "key"} or None
+        self.index = index
+        self.stats = stats
+
+    @property
+    def new_bytes(self) -> int:
+        return self.index_size + (self.pack["size"] if self.pack else 0)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.index_name] + ([self.pack["name"]] if self.pack else [])
+
+
+def _blocks(data: bytes, fh, size: int) -> Iterator[bytes]:
+    while True:
+        while len(data) >= size:
+            yield data[:size]
+            data = data[size:]
+        more = fh.read(max(size, FILE_BLOCK)) if fh else b""
+        if not more:
+            break
+        data += more
+    if data:
+        yield data
+
+
+_MEMBER_TYPES = {
+    tarfile.REGTYPE,
+    tarfile.AREGTYPE,
+    tarfile.DIRTYPE,
+    tarfile.SYMTYPE,
+    tarfile.LNKTYPE,
+}
+
+
+@store_errors
+def write_point(
+    base: str, archive_gz: Iterable[bytes], previous: PointIndex | None
+) -> WrittenPoint:
+    """Cut a gzipped tar (OpenClaw's consistent archive) into blocks; store the blocks that
+    `previous` (the instance's last point) does not hold in one pack `<base>.pack`, then the
+    index `<base>.cfpt`. Blocks sealed by another key than the current first key are not reused
+    (after a rotation the next point stores them again, so old keys can retire with retention)."""
+    kid = current_key_id()
+    known: dict[bytes, tuple[dict, int, int]] = {}
+    if previous is not None:
+        for bid, (pack, off, ln) in previous.block_locations().items():
+            if pack.get("key") == kid:
+                known[bid] = (pack, off, ln)
+    members: list[dict] = []
+    ids: list[bytes] = []
+    new_pack = {"name": "", "sha256": "", "size": 0, "key": kid}
+    packs: list[dict] = []
+    pack_index: dict[str, int] = {}
+    locs: dict[bytes, tuple[int, int, int]] = {}
+    stats = {"blocks": 0, "new_blocks": 0, "state_bytes": 0, "new_plain_bytes": 0}
+    pack_hash = hashlib.sha256()
+
+    def pack_no(pack: dict) -> int:
+        key = pack["name"] or "\0new"
+        if key not in pack_index:
+            pack_index[key] = len(packs)
+            packs.append(pack)
+        return pack_index[key]
+
+    with tempfile.TemporaryFile(dir=scratch_dir()) as tmp:
+        tmp.write(PACK_MAGIC)
+        pack_hash.update(PACK_MAGIC)
+        offset = len(PACK_MAGIC)
+        reader = IterReader(gunzip_stream(archive_gz))
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            for m in tar:
+                if m.type not in _MEMBER_TYPES:
+                    continue
+                entry = {
+                    "n": m.name,
+                    "t": "0" if m.isfile() else m.type.decode(),
+                    "m": m.mode,
+                    "u": m.uid,
+                    "g": m.gid,
+                    "un": m.uname,
+                    "gn": m.gname,
+                    "mt": int(m.mtime),
+                    "l": m.linkname,
+                    "s": m.size if m.isfile() else 0,
+                    "b": 0,
+                }
+                if m.isfile():
+                    fh = tar.extractfile(m)
+                    first = fh.read(min(FILE_BLOCK, m.size)) if fh else b""
+                    size = _block_size(first)
+                    for block in _blocks(first, fh, size):
+                        bid = hashlib.sha256(block).digest()[:ID_LEN]
+                        stats["blocks"] += 1
+                        stats["state_bytes"] += len(block)
+                        entry["b"] += 1
+                        ids.append(bid)
+                        if bid in locs:
+                            continue
+                        if bid in known:
+                            pack, off, ln = known[bid]
+                            locs[bid] = (pack_no(pack), off, ln)
+                            continue
+                        blob = seal(zlib.compress(block, 6), aad=bid)
+                        framed = _LEN.pack(len(blob)) + blob
+                        tmp.write(framed)
+                        pack_hash.update(framed)
+                        locs[bid] = (pack_no(new_pack), offset + _LEN.size, len(blob))
+                        offset += len(framed)
+                        stats["new_blocks"] += 1
+                        stats["new_plain_bytes"] += len(block)
+                members.append(entry)
+        storage = backup_storage()
+        if stats["new_blocks"]:
+            tmp.flush()
+            tmp.seek(0)
+            new_pack["name"] = storage.save(f"{base}.pack", File(tmp, name="pack"))
+            new_pack["sha256"] = pack_hash.hexdigest()
+            new_pack["size"] = offset
+    index = PointIndex(members, ids, locs, packs)
+    try:
+        sealed = POINT_MAGIC + seal(index.to_bytes(), aad=POINT_MAGIC)
+        index_name = storage.save(f"{base}.cfpt", ContentFile(sealed, name="index"))
+    except Exception:
+        if new_pack["name"]:
+            _quiet_delete(new_pack["name"])
+        raise
+    return WrittenPoint(
+        index_name=index_name,
+        index_sha256=hashlib.sha256(sealed).hexdigest(),
+        index_size=len(sealed),
+        pack=new_pack if new_pack["name"] else None,
+        index=index,
+        stats=stats,
+    )
+
+
+def _quiet_delete(name: str) -> None:
+    with contextlib.suppress(Exception):  # best effort; the retention job sweeps leftovers
+        backup_storage().delete(name)
+
+
+@store_errors
+def read_point(name: str, sha256: str) -> PointIndex:
+    """The index of a point, after its checksum (raises BackupCorrupt, StoreUnavailable)."""
+    storage = backup_storage()
+    if not name or not storage.exists(name):
+        raise BackupCorrupt("the backup index is missing")
+    with storage.open(name, "rb") as fh:
+        data = fh.read()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise BackupCorrupt("the backup index does not match its checksum")
+    if not data.startswith(POINT_MAGIC):
+        raise BackupCorrupt("not a Clawfleet point index")
+    return PointIndex.from_bytes(unseal(data[len(POINT_MAGIC) :], aad=POINT_MAGIC))
+
+
+@store_errors
+def verify_packs(index: PointIndex) -> None:
+    """Every pack the point needs is there with its checksum (a restore reads them all)."""
+    storage = backup_storage()
+    for pack in index.packs:
+        if not storage.exists(pack["name"]):
+            raise BackupCorrupt("a block pack of the backup is missing")
+        digest = hashlib.sha256()
+        with storage.open(pack["name"], "rb") as fh:
+            for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != pack["sha256"]:
+            raise BackupCorrupt("a block pack of the backup does not match its checksum")
+
+
+class _TarPipe:
+    def __init__(self):
+        self.chunks: list[bytes] = []
+
+    def write(self, b):
+        self.chunks.append(bytes(b))
+        return len(b)
+
+    def drain(self):
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
+
+class _BlockFile:
+    """A file of the point, read block by block from the local copies of its packs."""
+
+    def __init__(self, ids, locs, files):
+        self._ids = iter(ids)
+        self._locs = locs
+        self._files = files
+        self._buf = b""
+
+    def _next(self) -> bytes:
+        bid = next(self._ids)
+        pi, off, ln = self._locs[bid]
+        fh = self._files[pi]
+        fh.seek(off)
+        blob = fh.read(ln)
+        if len(blob) != ln:
+            raise BackupCorrupt("a block pack is truncated")
+        try:
+            block = zlib.decompress(unseal(blob, aad=bid))
+        except zlib.error as exc:
+            raise BackupCorrupt("a backup block does not decompress") from exc
+        if hashlib.sha256(block).digest()[:ID_LEN] != bid:
+            raise BackupCorrupt("a backup block does not match its id")
+        return block
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            try:
+                self._buf += self._next()
+            except StopIteration:
+                break
+        if n < 0:
+            data, self._buf = self._buf, b""
+        else:
+            data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+
+@store_errors
+def point_tar(index: PointIndex) -> Iterator[bytes]:
+    """The point's state as an (uncompressed) tar stream, as OpenClaw's archive held it.
+    Its packs are copied to local scratch first, checked against their checksums."""
+    storage = backup_storage()
+    with contextlib.ExitStack() as stack:
+        files = []
+        for pack in index.packs:
+            tmp = stack.enter_context(tempfile.TemporaryFile(dir=scratch_dir()))
+            digest = hashlib.sha256()
+            with storage.open(pack["name"], "rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1024 * 1024), b""):
+                    digest.update(chunk)
+                    tmp.write(chunk)
+            if digest.hexdigest() != pack["sha256"]:
+                raise BackupCorrupt("a block pack of the backup does not match its checksum")
+            files.append(tmp)
+        out = _TarPipe()
+        pos = 0
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as dst:
+            for m in index.members:
+                info = tarfile.TarInfo(m["n"])
+                info.type = tarfile.REGTYPE if m["t"] == "0" else m["t"].encode()
+                info.mode, info.uid, info.gid = m["m"], m["u"], m["g"]
+                info.uname, info.gname, info.mtime = m["un"], m["gn"], m["mt"]
+                info.linkname = m["l"]
+                info.size = m["s"]
+                ids = index.ids[pos : pos + m["b"]]
+                pos += m["b"]
+                dst.addfile(info, _BlockFile(ids, index.locs, files) if m["t"] == "0" else None)
+                yield from out.drain()
+        yield from out.drain()
+
+
+def delete_names(names: Iterable[str]) -> list[str]:
+    """Delete these objects; returns the ones that could not be deleted (store down)."""
+    left = []
+    for name in names:
+        if not name:
+            continue
+        try:
+            delete(name)
+        except StoreUnavailable:
+            left.append(name)
+    return left
+
+
 __all__ = [
     "BackupCorrupt",
+    "PointIndex",
+    "StoreUnavailable",
+    "point_tar",
+    "read_point",
+    "storage_description",
+    "verify_packs",
+    "write_point",
     "IterReader",
     "backup_storage",
     "decrypt_stream",
