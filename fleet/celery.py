@@ -21,6 +21,11 @@ app.conf.beat_schedule = {
         "task": "instances.tasks.reconcile_fleet",
         "schedule": 30.0,  # settings.FLEET_RECONCILE_SECONDS, see _periods_from_settings
     },
+    # Read every connected chat channel's health from OpenClaw; restart recovered ones.
+    "channel-health": {
+        "task": "channels.tasks.check_all_channels",
+        "schedule": 30.0,  # settings.FLEET_CHANNEL_HEALTH_SECONDS
+    },
     # Mirror each running instance's sessions, tokens and costs into PostgreSQL.
     "sync-sessions": {
         "task": "sessions_mgmt.tasks.sync_all_sessions",
@@ -30,6 +35,21 @@ app.conf.beat_schedule = {
     "nightly-backups": {
         "task": "sessions_mgmt.tasks.nightly_backups",
         "schedule": crontab(hour=2, minute=0),
+    },
+    # Point-in-time backups of running instances whose plan interval (default 15 min) passed.
+    "point-backups": {
+        "task": "sessions_mgmt.tasks.point_backups",
+        "schedule": 60.0,
+    },
+    # The one backup retention job (plan: points, dailies, weeklies; never the last good one).
+    "backup-retention": {
+        "task": "sessions_mgmt.tasks.backup_retention",
+        "schedule": crontab(minute=40),
+    },
+    # Restore a random instance's latest backup into a scratch volume and check it.
+    "prove-backups": {
+        "task": "sessions_mgmt.tasks.prove_backups",
+        "schedule": crontab(hour=4, minute=30),
     },
     # Nightly session pruning by each instance's retention policy.
     "nightly-prune": {
@@ -51,6 +71,11 @@ app.conf.beat_schedule = {
         "task": "billing.tasks.enforce_grace_periods",
         "schedule": crontab(minute="*/15"),
     },
+    # Queue the outgoing webhook deliveries whose next try is due (notifications/).
+    "webhook-deliveries": {
+        "task": "notifications.tasks.deliver_due_webhooks",
+        "schedule": 60.0,
+    },
     # Purge instances deleted more than FLEET_DELETE_GRACE_DAYS ago.
     "purge-deleted": {
         "task": "instances.tasks.purge_expired_instances",
@@ -68,3 +93,4 @@ def _periods_from_settings(sender, **kwargs):
     schedule = sender.conf.beat_schedule
     schedule["reconcile-fleet"]["schedule"] = float(settings.FLEET_RECONCILE_SECONDS)
     schedule["sync-sessions"]["schedule"] = float(settings.FLEET_SESSION_SYNC_SECONDS)
+    schedule["channel-health"]["schedule"] = float(settings.FLEET_CHANNEL_HEALTH_SECONDS)

@@ -76,6 +76,8 @@ class Backup(models.Model):
 
     class Kind(models.TextChoices):
         NIGHTLY = "nightly", "Nightly"
+        # Every few minutes (the plan's interval): a deduplicated point (backup_store.write_point).
+        INCREMENTAL = "incremental", "Point in time"
         MANUAL = "manual", "Manual"
         PRE_UPGRADE = "pre_upgrade", "Before upgrade"
         PRE_RESTORE = "pre_restore", "Before restore"
@@ -129,3 +131,31 @@ class Backup(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} backup of {self.instance} ({self.state})"
+
+
+class BackupProof(models.Model):
+    """One nightly proof: a backup restored into a scratch volume with no network and checked
+    (sessions and keys against the manifest, a transcript read back, the config valid)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    instance = models.ForeignKey(
+        "instances.Instance", on_delete=models.CASCADE, related_name="backup_proofs"
+    )
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="backup_proofs"
+    )
+    backup = models.ForeignKey(
+        Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="proofs"
+    )
+    ok = models.BooleanField(default=False)
+    checks = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    seconds = models.FloatField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["instance", "-created_at"])]
+
+    def __str__(self):
+        return f"proof of {self.backup_id} ({'ok' if self.ok else 'failed'})"

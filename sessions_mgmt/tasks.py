@@ -124,10 +124,6 @@ def run_nightly_backup(instance_id: str, date_iso: str) -> str:
         run_operation(op.pk)
     except Exception as exc:  # noqa: BLE001 - one broken instance never stops its lane
         log.warning("nightly backup of %s failed: %s", instance_id, type(exc).__name__)
-    try:
-        backups.apply_retention(instance=instance)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("backup retention failed for %s: %s", instance_id, type(exc).__name__)
     return "done"
 
 
@@ -180,3 +176,119 @@ def check_backup_freshness() -> int:
     from .services import backups
 
     return len(backups.check_backup_freshness())
+
+
+# --- frequent points, retention, the nightly proof ----------------------------------------------
+
+# A point that failed (the store down...) is tried again at the next beat tick after this many
+# seconds, so an outage does not leave a failed row a minute per instance.
+POINT_RETRY_SECONDS = 120
+
+
+def points_due(*, now=None) -> list:
+    """Running instances whose plan interval has passed since their newest good backup (of any
+    kind), and whose last point attempt is not younger than POINT_RETRY_SECONDS."""
+    from datetime import timedelta
+
+    from .models import Backup
+    from .services import backups
+
+    now = now or timezone.now()
+    due = []
+    instances = Instance.objects.filter(
+        status=Instance.Status.RUNNING, host__isnull=False
+    ).select_related("organization")
+    for instance in instances.order_by("created_at"):
+        interval = timedelta(minutes=backups.backup_policy(instance)["interval_minutes"])
+        last_good = (
+            Backup.objects.filter(instance=instance, state=Backup.State.SUCCEEDED)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if last_good and last_good > now - interval:
+            continue
+        last_try = (
+            Backup.objects.filter(instance=instance, kind=Backup.Kind.INCREMENTAL)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if last_try and last_try > now - timedelta(seconds=POINT_RETRY_SECONDS):
+            continue
+        due.append(instance.pk)
+    return due
+
+
+@shared_task(soft_time_limit=120, time_limit=180, **COMMON)
+def point_backups() -> int:
+    """Beat (every minute): a point-in-time backup of every running instance whose plan
+    interval has passed, in FLEET_BACKUP_CONCURRENCY lanes."""
+    return fan_out(point_backup_task, points_due())
+
+
+def run_point_backup(instance_id: str) -> str:
+    """One instance's point as an Operation (kind backup, params kind=incremental), run inline in
+    its lane. "done", "busy" (another operation holds the instance: the next tick tries again)
+    or "gone". Never raises for a failed backup (it is on the Backup row; the next tick after
+    POINT_RETRY_SECONDS tries again)."""
+    from accounts.services import SYSTEM
+    from instances.models import Operation
+    from instances.operations import OperationInProgress, operation_request, run_operation
+
+    from .models import Backup
+
+    instance = Instance.objects.select_related("host", "organization").filter(pk=instance_id)
+    instance = instance.first()
+    if instance is None or not instance.is_live or instance.status != Instance.Status.RUNNING:
+        return "gone"
+    try:
+        op = operation_request(
+            actor=SYSTEM,
+            instance=instance,
+            kind=Operation.Kind.BACKUP,
+            params={"kind": Backup.Kind.INCREMENTAL},
+            enqueue=False,
+        )
+    except OperationInProgress:
+        return "busy"
+    try:
+        run_operation(op.pk)
+    except Exception as exc:  # noqa: BLE001 - one broken instance never stops its lane
+        log.warning("point backup of %s failed: %s", instance_id, type(exc).__name__)
+    return "done"
+
+
+@shared_task(soft_time_limit=900, time_limit=960, **COMMON)
+def point_backup_task(instance_id: str) -> str:
+    return run_point_backup(instance_id)
+
+
+@shared_task(soft_time_limit=1800, time_limit=1900, **COMMON)
+def backup_retention() -> int:
+    """Beat (hourly): the one retention job, for every instance that has backups (the plan's
+    points, dailies and weeklies; never the newest good backup)."""
+    from .models import Backup
+    from .services import backups
+
+    ids = Backup.objects.values_list("instance_id", flat=True).distinct()
+    expired = 0
+    for instance in Instance.objects.filter(pk__in=list(ids)).select_related("organization"):
+        try:
+            expired += backups.apply_retention(instance=instance)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("backup retention failed for %s: %s", instance.pk, type(exc).__name__)
+    return expired
+
+
+@shared_task(soft_time_limit=3000, time_limit=3100, **COMMON)
+def prove_backups(count: int = 1) -> int:
+    """Beat (nightly, 04:30): restore the latest backup of `count` random instances (those not
+    proven for 7 days first) into scratch volumes and check them; a failure alerts staff."""
+    from .services import proofs
+
+    done = 0
+    for _ in range(max(1, int(count))):
+        if proofs.prove_backup() is not None:
+            done += 1
+    return done

@@ -103,29 +103,124 @@ def inspect_archive(chunks) -> dict:
 
 
 def _hot_archive(instance, client, backup) -> tuple[Iterator[bytes], dict]:
+    """OpenClaw's own verified archive, streamed out of the container (at most
+    FLEET_BACKUP_MAX_BYTES: a tenant cannot make the worker read without end); the scratch
+    directory in the container is removed when the stream ends, however it ends."""
     out_dir = f"{HOT_BACKUP_DIR}-{backup.pk.hex[:12]}"
     try:
         result = client.backup_create(out_dir)
-        code, data, _ = client.run(["cat", result["archivePath"]], timeout=1800)
-    finally:
-        try:
-            client.remove_path(out_dir)
-        except OpenClawError:
-            log.warning("could not remove the backup scratch of %s", instance.pk)
-    if code != 0 or not backup_store.is_gzip(data[:2]):
-        raise OperationError("The backup archive could not be read from the instance.")
+    except BaseException:
+        _remove_scratch(instance, client, out_dir)
+        raise
     info = {
         "method": "openclaw-backup",
         "verified_by_openclaw": bool(result.get("verified")),
         "archive_root": result.get("archiveRoot", ""),
         "assets": [a.get("kind") for a in result.get("assets") or []],
     }
-    return iter([data]), info
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            first = True
+            for chunk in client.stream_file(
+                result["archivePath"], max_bytes=int(settings.FLEET_BACKUP_MAX_BYTES)
+            ):
+                if first and not backup_store.is_gzip(chunk[:2]):
+                    raise OperationError("The backup archive could not be read from the instance.")
+                first = False
+                yield chunk
+            if first:
+                raise OperationError("The backup archive could not be read from the instance.")
+        except OpenClawError as exc:
+            if exc.kind == "too_large":
+                raise OperationError(
+                    "The backup is larger than the platform allows "
+                    f"({int(settings.FLEET_BACKUP_MAX_BYTES) // 1024**2} MB)."
+                ) from exc
+            raise OperationError("The backup archive could not be read from the instance.") from exc
+        finally:
+            _remove_scratch(instance, client, out_dir)
+
+    return chunks(), info
+
+
+def _remove_scratch(instance, client, out_dir: str) -> None:
+    try:
+        client.remove_path(out_dir)
+    except OpenClawError:
+        log.warning("could not remove the backup scratch of %s", instance.pk)
 
 
 def _cold_archive(instance, runtime, image) -> tuple[Iterator[bytes], dict]:
     raw = runtime.export_volume(instance.volume_name, image)
     return backup_store.gzip_stream(raw), {"method": "cold-volume-tar"}
+
+
+def _previous_point(instance: Instance) -> backup_store.PointIndex | None:
+    """The index of the instance's newest good point, whose blocks the next point reuses. A
+    damaged one is skipped (the next point then stores everything again); a store that is down
+    fails the backup."""
+    prev = (
+        Backup.objects.filter(
+            instance=instance, kind=Backup.Kind.INCREMENTAL, state=Backup.State.SUCCEEDED
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if prev is None:
+        return None
+    try:
+        return backup_store.read_point(prev.storage_name, prev.sha256)
+    except backup_store.BackupCorrupt:
+        log.warning("the last point of %s is unreadable; the next one stores all", instance.pk)
+        return None
+
+
+def _write_point_backup(instance, backup, chunks, written_names: list[str]):
+    """An incremental point: only the blocks the previous point does not hold, then the index;
+    read back (index checksum and decryption, the new pack's checksum, every other pack there)
+    before the row says succeeded."""
+    previous = _previous_point(instance)
+    base = _storage_name(backup).removesuffix(".cfbk")
+    written = backup_store.write_point(base, chunks, previous)
+    written_names.extend(written.names)
+    if not written.stats["blocks"]:
+        raise OperationError("The backup came out empty.")
+    index = backup_store.read_point(written.index_name, written.index_sha256)
+    backup_store.verify_packs(index, full=[written.pack["name"]] if written.pack else [])
+    if not index.file_count() or not index.has_config():
+        raise OperationError("The backup does not hold an OpenClaw state.")
+    manifest = {
+        "format": "cfpt1",
+        "files": index.file_count(),
+        "archive_size": written.stats["state_bytes"],
+        "blocks": written.stats["blocks"],
+        "new_blocks": written.stats["new_blocks"],
+        "new_plain_bytes": written.stats["new_plain_bytes"],
+        "pack": written.pack["name"] if written.pack else "",
+        "packs": index.pack_names(),
+        "base": previous is not None,
+    }
+    return written.index_name, written.index_sha256, written.new_bytes, manifest
+
+
+def verify_stored(backup: Backup) -> None:
+    """The stored objects of a backup match their checksums (raises BackupCorrupt or
+    StoreUnavailable): the first step of a restore and of the nightly proof."""
+    if (backup.manifest or {}).get("format") == "cfpt1":
+        index = backup_store.read_point(backup.storage_name, backup.sha256)
+        backup_store.verify_packs(index)
+    else:
+        backup_store.verify_checksum(backup.storage_name, backup.sha256)
+
+
+def archive_chunks(backup: Backup) -> Iterator[bytes]:
+    """The backup's archive as gzipped tar chunks, whatever its format (a full .cfbk file or a
+    point rebuilt from its blocks)."""
+    if (backup.manifest or {}).get("format") == "cfpt1":
+        index = backup_store.read_point(backup.storage_name, backup.sha256)
+        return backup_store.gzip_stream(backup_store.point_tar(index), level=1)
+    return backup_store.open_plaintext(backup.storage_name)
 
 
 def _nightly_row(instance, nightly_date: date, operation=None) -> tuple[Backup, bool]:
@@ -197,7 +292,7 @@ def backup_create_now(
         Backup.objects.filter(pk=backup.pk).update(state=Backup.State.RUNNING, operation=operation)
         backup.state = Backup.State.RUNNING
     started = time.monotonic()
-    name = ""
+    written_names: list[str] = []
     try:
         runtime = access.runtime_for_instance(instance)
         image = access.image_for_instance(instance)
@@ -217,26 +312,35 @@ def backup_create_now(
             version = instance.openclaw_version
             keys = offline_session_keys(runtime, instance.volume_name, image)
             chunks, info = _cold_archive(instance, runtime, image)
-        name = _storage_name(backup)
-        written = backup_store.write_encrypted(name, chunks)
-        name = written.name
-        if written.plain_size == 0:
-            raise OperationError("The backup came out empty.")
-        # Read it back the way a restore will: checksum, decrypt, gunzip, every tar entry.
-        backup_store.verify_checksum(name, written.sha256)
-        contents = inspect_archive(backup_store.open_plaintext(name))
-        if not contents["files"] or not contents["has_config"]:
-            raise OperationError("The backup does not hold an OpenClaw state.")
+        if kind == Backup.Kind.INCREMENTAL:
+            name, sha, size, manifest = _write_point_backup(instance, backup, chunks, written_names)
+        else:
+            name = _storage_name(backup)
+            written = backup_store.write_encrypted(name, chunks)
+            name = written.name
+            written_names.append(name)
+            if written.plain_size == 0:
+                raise OperationError("The backup came out empty.")
+            # Read it back the way a restore will: checksum, decrypt, gunzip, every tar entry.
+            backup_store.verify_checksum(name, written.sha256)
+            contents = inspect_archive(backup_store.open_plaintext(name))
+            if not contents["files"] or not contents["has_config"]:
+                raise OperationError("The backup does not hold an OpenClaw state.")
+            sha, size = written.sha256, written.size
+            manifest = {
+                "format": "cfbk1",
+                "files": contents["files"],
+                "archive_sha256": written.plain_sha256,
+                "archive_size": written.plain_size,
+            }
         manifest = {
-            "format": "cfbk1",
+            **manifest,
             **info,
+            "key_id": backup_store.current_key_id(),
             "openclaw_version": version,
             "session_keys": keys,
             "session_count": len(keys),
-            "files": contents["files"],
-            "archive_sha256": written.plain_sha256,
-            "archive_size": written.plain_size,
-            "size": written.size,
+            "size": size,
             "created": backup.created_at.isoformat(),
             "seconds": round(time.monotonic() - started, 2),
         }
@@ -244,8 +348,8 @@ def backup_create_now(
         Backup.objects.filter(pk=backup.pk).update(
             state=Backup.State.SUCCEEDED,
             storage_name=name,
-            size_bytes=written.size,
-            sha256=written.sha256,
+            size_bytes=size,
+            sha256=sha,
             manifest=manifest,
             session_count=len(keys),
             openclaw_version=version[:32],
@@ -255,17 +359,24 @@ def backup_create_now(
         )
     except Exception as exc:
         public = getattr(exc, "public", None) or "The backup failed; staff have the detail."
+        if isinstance(exc, backup_store.StoreUnavailable) or isinstance(
+            exc.__cause__, backup_store.StoreUnavailable
+        ):
+            public = "The backup storage did not answer; the backup is tried again shortly."
         log.warning("backup %s of %s failed: %s", backup.pk, instance.pk, type(exc).__name__)
-        if name:
-            try:
-                backup_store.delete(name)
-            except Exception:  # noqa: BLE001
-                log.warning("could not delete the partial backup file %s", name)
+        try:
+            # Nothing half-written stays: what could not be deleted now (the store is down) is
+            # kept on the failed row for the retention job to delete later.
+            orphans = backup_store.delete_names(written_names)
+        except Exception:  # noqa: BLE001
+            orphans = list(written_names)
+            log.warning("could not delete the partial backup files of %s", backup.pk)
         Backup.objects.filter(pk=backup.pk).update(
             state=Backup.State.FAILED,
             error=f"{public} ({type(exc).__name__}: {str(exc)[:300]})",
             finished_at=timezone.now(),
             storage_name="",
+            manifest={"orphans": orphans} if orphans else {},
         )
         backup.refresh_from_db()
         if isinstance(exc, OperationError):
@@ -298,21 +409,54 @@ def backup_request(*, actor: Actor, instance: Instance, kind: str = "manual") ->
 # --- retention ------------------------------------------------------------------------------
 
 
-def _retention(instance) -> tuple[int, int]:
+DEFAULT_POINT_INTERVAL_MINUTES = 15
+DEFAULT_POINT_HOURS = 48
+
+
+def _plan(instance):
     try:
-        from billing.entitlements import retention_for
+        from billing.entitlements import plan_for
 
-        policy = retention_for(instance.organization)
-        return int(policy.get("backup_daily", 7)), int(policy.get("backup_weekly", 4))
-    except Exception:  # noqa: BLE001 - retention must run even if billing is unavailable
-        log.warning("retention policy unavailable for %s; using 7 daily, 4 weekly", instance.pk)
-        return 7, 4
+        return plan_for(instance.organization)
+    except Exception:  # noqa: BLE001 - backups must run even if billing is unavailable
+        log.warning("plan unavailable for %s; using the default backup policy", instance.pk)
+        return None
 
 
-def backups_to_expire(backups: list[Backup], *, daily: int, weekly: int, now) -> list[Backup]:
+def backup_policy(instance) -> dict:
+    """The plan's backup policy: a point every `interval_minutes`, every point kept for
+    `point_hours`, then `daily` nightly backups (one a day) and `weekly` (one an ISO week)."""
+    plan = _plan(instance)
+    return {
+        "interval_minutes": int(
+            getattr(plan, "backup_interval_minutes", 0) or DEFAULT_POINT_INTERVAL_MINUTES
+        ),
+        "point_hours": int(getattr(plan, "backup_point_hours", 0) or DEFAULT_POINT_HOURS),
+        "daily": int(getattr(plan, "backup_daily_retention", 7) if plan else 7),
+        "weekly": int(getattr(plan, "backup_weekly_retention", 4) if plan else 4),
+    }
+
+
+def policy_text(policy: dict) -> str:
+    """The policy in words, as the customer sees it."""
+    return (
+        f"a point every {policy['interval_minutes']} minutes, each kept {policy['point_hours']} "
+        f"hours; {policy['daily']} daily and {policy['weekly']} weekly backups"
+    )
+
+
+def _retention(instance) -> tuple[int, int]:
+    policy = backup_policy(instance)
+    return policy["daily"], policy["weekly"]
+
+
+def backups_to_expire(
+    backups: list[Backup], *, daily: int, weekly: int, now, point_hours: int = DEFAULT_POINT_HOURS
+) -> list[Backup]:
     """Pure rule. Nightly backups: the newest of each of the last `daily` days that have one,
-    plus the newest of each of the last `weekly` ISO weeks. Manual and safety backups: kept for
-    `daily` days. The newest good backup is always kept."""
+    plus the newest of each of the last `weekly` ISO weeks. Points (incremental): every one of
+    the last `point_hours`. Manual and safety backups: kept for `daily` days. The newest good
+    backup is always kept."""
     good = sorted(
         (b for b in backups if b.state == Backup.State.SUCCEEDED),
         key=lambda b: b.created_at,
@@ -324,6 +468,10 @@ def backups_to_expire(backups: list[Backup], *, daily: int, weekly: int, now) ->
     days: dict = {}
     weeks: dict = {}
     for b in good:
+        if b.kind == Backup.Kind.INCREMENTAL:
+            if b.created_at >= now - timedelta(hours=point_hours):
+                keep.add(b.pk)
+            continue
         if b.kind != Backup.Kind.NIGHTLY:
             if b.created_at >= now - timedelta(days=daily):
                 keep.add(b.pk)
@@ -338,23 +486,72 @@ def backups_to_expire(backups: list[Backup], *, daily: int, weekly: int, now) ->
     return [b for b in good if b.pk not in keep]
 
 
+FAILED_ROWS_KEEP = timedelta(days=7)
+
+
 def apply_retention(*, instance: Instance, now=None) -> int:
-    """Delete expired backup files, mark their rows expired. Returns how many."""
+    """The one retention job of an instance: expire backups the plan no longer keeps (their
+    files deleted, rows marked expired), delete block packs no kept point names any more,
+    delete what failed backups left behind, and drop failed rows older than a week. Never the
+    newest good backup. Returns how many backups expired."""
     now = now or timezone.now()
-    daily, weekly = _retention(instance)
+    policy = backup_policy(instance)
+    rows = list(Backup.objects.filter(instance=instance))
     expired = backups_to_expire(
-        list(Backup.objects.filter(instance=instance)), daily=daily, weekly=weekly, now=now
+        rows,
+        daily=policy["daily"],
+        weekly=policy["weekly"],
+        now=now,
+        point_hours=policy["point_hours"],
     )
+    gone = {b.pk for b in expired}
+    # Packs named by a point that stays are kept, whoever wrote them.
+    referenced = {
+        name
+        for b in rows
+        if b.state == Backup.State.SUCCEEDED and b.pk not in gone
+        for name in (b.manifest or {}).get("packs", [])
+    }
+    done = 0
     for b in expired:
+        manifest = b.manifest or {}
+        own_pack = manifest.get("pack") or ""
         try:
             backup_store.delete(b.storage_name)
-        except Exception as exc:  # noqa: BLE001 - try again next night
+            if own_pack and own_pack not in referenced:
+                backup_store.delete(own_pack)
+                own_pack = ""
+        except Exception as exc:  # noqa: BLE001 - try again at the next run
             log.warning("could not delete backup file of %s: %s", b.pk, type(exc).__name__)
             continue
         Backup.objects.filter(pk=b.pk, state=Backup.State.SUCCEEDED).update(
-            state=Backup.State.EXPIRED, storage_name=""
+            state=Backup.State.EXPIRED,
+            storage_name="",
+            manifest={**manifest, "pack_left": own_pack},
         )
-    return len(expired)
+        done += 1
+    # Packs of points expired earlier that a later point still named then.
+    for b in rows:
+        manifest = b.manifest or {}
+        left = manifest.get("pack_left")
+        if b.state == Backup.State.EXPIRED and left and left not in referenced:
+            try:
+                backup_store.delete(left)
+            except Exception:  # noqa: BLE001,S112 - the store is down: next run
+                continue
+            Backup.objects.filter(pk=b.pk).update(manifest={**manifest, "pack_left": ""})
+        if b.state == Backup.State.FAILED and manifest.get("orphans"):
+            remaining = backup_store.delete_names(manifest["orphans"])
+            Backup.objects.filter(pk=b.pk).update(manifest={**manifest, "orphans": remaining})
+    old_failed = [
+        b.pk
+        for b in rows
+        if b.state == Backup.State.FAILED
+        and b.created_at < now - FAILED_ROWS_KEEP
+        and not (b.manifest or {}).get("orphans")
+    ]
+    Backup.objects.filter(pk__in=old_failed).delete()
+    return done
 
 
 # --- freshness ------------------------------------------------------------------------------

@@ -17,6 +17,38 @@ def _backup_dir(settings, tmp_path):
     backup_store.backup_storage.cache_clear()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on a free loopback port, for the whole session (tests/fakes/s3.py)."""
+    from tests.fakes.s3 import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_store(s3_server, settings, tmp_path):
+    """Backups go to a fresh bucket of the loopback S3 server; the local directory is not used
+    for storage (only for scratch). The server is running again when the test ends."""
+    import uuid
+
+    from sessions_mgmt import backup_store
+
+    if not s3_server.running:
+        s3_server.start()
+    bucket = s3_server.create_bucket(f"backups-{uuid.uuid4().hex[:12]}")
+    for key, value in s3_server.settings_for(bucket).items():
+        setattr(settings, key, value)
+    settings.FLEET_BACKUP_SCRATCH_DIR = str(tmp_path / "scratch")
+    backup_store.backup_storage.cache_clear()
+    s3_server.bucket = bucket
+    yield s3_server
+    if not s3_server.running:
+        s3_server.start()
+    backup_store.backup_storage.cache_clear()
+
+
 @pytest.fixture
 def host(db):
     return Host.objects.create(name="test-host", base_url="unix:///nonexistent.sock")
