@@ -9,5 +9,7 @@ urlpatterns = [
     path("", include("instances.api.urls")),
     path("", include("sessions_mgmt.api.urls")),
     path("", include("billing.api.urls")),
+    path("", include("channels.api.urls")),
+    path("", include("notifications.api.urls")),
     re_path(r"^.*$", api_not_found),  # unknown API paths get the JSON error shape too
 ]

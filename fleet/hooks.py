@@ -29,6 +29,8 @@ HOOKS = {
     "instance.ready": "instance, operation: an operation left the gateway running and ready",
     "operation.finished": "operation: an operation ended (succeeded or failed)",
     "backup.create": "instance, kind, operation -> a backup object or None: take one now",
+    "instance.channel_requested": "instance, actor, kind, token, field: a deploy came with a "
+    "channel token (channels checks it, raising ValidationError on `field`, and records it)",
     "instance.usage": "instance_ids, start, end -> {instance_id: running seconds}",
     # billing runs these (billing/capabilities.py), provided by <app>/billing_hooks.py:
     "billing.instances": "organization_id, include_deleted -> queryset of its instances by name",
@@ -38,6 +40,9 @@ HOOKS = {
     "billing.resume": "instance -> False while its pause is in flight, else True (resumed)",
     "billing.compute_seconds": "start, end -> {instance_id: (organization_id, billable secs)}",
     "billing.session_usage": "day, start, end -> None: record sessions' token totals for day",
+    # sessions_mgmt and billing run these; notifications listens (issue 16):
+    "backup.missing": "instance, last_backup_at, hours: no good backup for `hours` hours",
+    "budget.threshold": "organization, budget, instance, percent, spent, cap: 80 or 100 % reached",
     # channels runs this (issue 14); notifications listens (issue 16):
     "channel.health_changed": "channel, healthy, reason: a channel broke or recovered",
 }

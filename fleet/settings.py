@@ -87,6 +87,8 @@ INSTALLED_APPS = [
     "instances",
     "sessions_mgmt",
     "billing",
+    "channels",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -262,6 +264,8 @@ CELERY_TASK_ROUTES = {
     "instances.tasks.*": {"queue": "operations"},
     "sessions_mgmt.tasks.*": {"queue": "maintenance"},
     "billing.tasks.*": {"queue": "billing"},
+    "channels.tasks.*": {"queue": "maintenance"},
+    "notifications.tasks.*": {"queue": "maintenance"},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -296,6 +300,23 @@ FLEET_BACKUP_S3_REGION = env.str("FLEET_BACKUP_S3_REGION", default="")
 FLEET_BACKUP_S3_ACCESS_KEY_ID = env.str("FLEET_BACKUP_S3_ACCESS_KEY_ID", default="")
 FLEET_BACKUP_S3_SECRET_ACCESS_KEY = env.str("FLEET_BACKUP_S3_SECRET_ACCESS_KEY", default="")
 FLEET_SESSION_SYNC_SECONDS = env.float("FLEET_SESSION_SYNC_SECONDS", default=180.0)
+# The edge proxy (Caddy, docs/edge.md): every live instance answers at
+# https://<instance>-<org>.<FLEET_BASE_DOMAIN>[:FLEET_EDGE_PUBLIC_PORT]. Development: *.localhost
+# (browsers resolve it to loopback) on 8443 with Caddy's local CA; production: a wildcard DNS
+# name, port 443, FLEET_EDGE_TLS=acme (on-demand certificates, each asked of FLEET_EDGE_ASK_URL).
+# An empty FLEET_EDGE_ADMIN_URL turns the edge off (no routes, no endpoint_url).
+FLEET_BASE_DOMAIN = env.str("FLEET_BASE_DOMAIN", default="localhost")
+FLEET_EDGE_ADMIN_URL = env.str("FLEET_EDGE_ADMIN_URL", default="http://127.0.0.1:2019")
+FLEET_EDGE_LISTEN = env.str("FLEET_EDGE_LISTEN", default="127.0.0.1:8443")
+FLEET_EDGE_HTTP_PORT = env.int("FLEET_EDGE_HTTP_PORT", default=8080)
+FLEET_EDGE_PUBLIC_PORT = env.int("FLEET_EDGE_PUBLIC_PORT", default=8443)
+FLEET_EDGE_TLS = env.str("FLEET_EDGE_TLS", default="internal")
+FLEET_EDGE_ASK_URL = env.str("FLEET_EDGE_ASK_URL", default="")
+FLEET_EDGE_ACME_EMAIL = env.str("FLEET_EDGE_ACME_EMAIL", default="")
+if FLEET_EDGE_TLS not in ("internal", "acme"):
+    raise SystemExit("FLEET_EDGE_TLS must be internal or acme")
+# A one-time Control UI sign-in link is valid this long (OpenClaw's own bootstrap link: ~10 min).
+FLEET_SIGN_IN_LINK_SECONDS = env.int("FLEET_SIGN_IN_LINK_SECONDS", default=300)
 # The OpenAI-compatible endpoint a demo instance talks to when no key is given (the mock LLM).
 FLEET_DEMO_LLM_URL = env.str("FLEET_DEMO_LLM_URL", default="")
 # `make run`'s demo staff login (bootstrap_demo): empty picks a fresh password each run.
@@ -384,12 +405,29 @@ FLEET_EGRESS_ALLOW = env.list(
     ),
 )
 
+# --- chat channels (channels/, docs/channels.md)
+# Each provider's API root, used by the control plane's token check (channels/providers/). The
+# tests point them at local stand-ins; production keeps the providers' own addresses.
+FLEET_TELEGRAM_API_ROOT = env.str("FLEET_TELEGRAM_API_ROOT", default="https://api.telegram.org")
+FLEET_DISCORD_API_ROOT = env.str("FLEET_DISCORD_API_ROOT", default="https://discord.com/api/v10")
+FLEET_SLACK_API_ROOT = env.str("FLEET_SLACK_API_ROOT", default="https://slack.com/api")
+# The Bot API root written into an instance's openclaw.json (channels.telegram.apiRoot): empty
+# leaves OpenClaw's default (api.telegram.org); a self-hosted Bot API server, or the tests' peer.
+FLEET_TELEGRAM_INSTANCE_API_ROOT = env.str("FLEET_TELEGRAM_INSTANCE_API_ROOT", default="")
+FLEET_CHANNEL_CHECK_TIMEOUT = env.float("FLEET_CHANNEL_CHECK_TIMEOUT", default=10.0)
+# How often the channels' health is read from OpenClaw (channels.status), in seconds.
+FLEET_CHANNEL_HEALTH_SECONDS = env.float("FLEET_CHANNEL_HEALTH_SECONDS", default=30.0)
+
 # --- gateway calls from the web tier (instances/gateway_calls.py)
 # A transcript read or a log tail waits on a tenant's own process: bounded per organization,
 # short, and size-capped, so that one tenant cannot stall the web workers of everyone else.
 FLEET_GATEWAY_CALLS_PER_ORG = env.int("FLEET_GATEWAY_CALLS_PER_ORG", default=2)
 FLEET_GATEWAY_WEB_TIMEOUT = env.float("FLEET_GATEWAY_WEB_TIMEOUT", default=10.0)
 FLEET_GATEWAY_MAX_OUTPUT = env.int("FLEET_GATEWAY_MAX_OUTPUT", default=1_000_000)
+# Every command the control plane runs in a tenant's container (the OpenClaw CLI) reads at most
+# this much of its output; a backup archive streamed out of it at most FLEET_BACKUP_MAX_BYTES.
+FLEET_EXEC_MAX_OUTPUT = env.int("FLEET_EXEC_MAX_OUTPUT", default=16 * 1024 * 1024)
+FLEET_BACKUP_MAX_BYTES = env.int("FLEET_BACKUP_MAX_BYTES", default=5 * 1024**3)
 # Resolve a custom model endpoint's host name at deploy to check it against the egress policy.
 # The test suite turns it off (names are then judged by the firewall at connect time), so that
 # no test sends a DNS query for a made-up name.
@@ -405,3 +443,18 @@ if not FLEET_STAFF_MFA_REQUIRED and not DEBUG:
         "Clawfleet will not start with DEBUG off and FLEET_STAFF_MFA_REQUIRED=false: staff must "
         "use TOTP in production. Remove FLEET_STAFF_MFA_REQUIRED, or DEBUG=true to develop."
     )
+
+# --- outgoing webhooks and notification emails (notifications/, docs/notifications.md) -------
+# Webhook URLs follow the egress rule of custom model endpoints (no private, loopback or
+# reserved address unless FLEET_EGRESS_ALLOW lists it); development and the tests may allow a
+# receiver on this machine's loopback.
+WEBHOOK_ALLOW_LOOPBACK = env.bool("WEBHOOK_ALLOW_LOOPBACK", default=DEBUG)
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=3.0)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=10.0)
+# Exponential back-off: base × 2^(tries-1) seconds, capped, for at least WEBHOOK_RETRY_HOURS;
+# waits up to WEBHOOK_QUEUE_RETRY_SECONDS are queued at once, longer ones by the minute sweeper.
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
+WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=4 * 3600.0)
+WEBHOOK_RETRY_HOURS = env.float("WEBHOOK_RETRY_HOURS", default=24.0)
+WEBHOOK_QUEUE_RETRY_SECONDS = env.float("WEBHOOK_QUEUE_RETRY_SECONDS", default=300.0)
+WEBHOOK_DISABLE_AFTER_DAYS = env.int("WEBHOOK_DISABLE_AFTER_DAYS", default=3)

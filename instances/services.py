@@ -37,8 +37,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.services import Actor, audit
+from fleet import hooks
 
-from . import placement, rules
+from . import edge, placement, rules
 from .models import Host, Instance, Operation
 from .operations import OperationInProgress, active_operation, operation_request
 from .specs import image_for  # noqa: F401 - part of this module's API (sessions_mgmt uses it)
@@ -285,7 +286,6 @@ def instance_deploy(
         model_name=model_name,
         model_base_url=model_base_url,
         provider_api_key=api_key,
-        channel_token=(channel_token or "").strip(),
         gateway_token=secrets.token_urlsafe(32),
         session_idle_days=retention["session_idle_days"],
         session_max_count=retention["session_max_count"],
@@ -298,7 +298,19 @@ def instance_deploy(
         raise ValidationError(
             {key: ValidationError(f"That {key.replace('_', ' ')} is taken.", code="taken")}
         ) from exc
+    edge.label_for(instance)  # the public address is known from the first answer on
     op = _request(actor, instance, Operation.Kind.DEPLOY)
+    if (channel_token or "").strip():
+        # The channels app checks the token with the provider and records a Channel (applied
+        # once the gateway is ready); a refused token raises a field error: all rolled back.
+        hooks.run(
+            "instance.channel_requested",
+            instance=instance,
+            actor=actor,
+            kind="telegram",
+            token=channel_token.strip(),
+            field="channel_token",
+        )
     _audit(
         actor,
         "instance.deployed",

@@ -42,6 +42,10 @@ OWNED_PATHS: tuple[str, ...] = (
     "gateway.auth.mode",
     "gateway.auth.token",
     "gateway.http.endpoints.chatCompletions.enabled",
+    # Behind the edge proxy (instances/edge.py): all three hot-reload without a restart.
+    "gateway.publicOrigin",
+    "gateway.controlUi.allowedOrigins",
+    "gateway.trustedProxies",
     "models.mode",
     "models.providers.{provider_id}",
     "agents.defaults.model.primary",
@@ -85,6 +89,8 @@ def build_config(
     session_maintenance: dict[str, Any] | None = None,
     port: int = GATEWAY_PORT,
     compat: dict[str, Any] | None = None,
+    public_origin: str = "",
+    trusted_proxies: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The complete desired ``openclaw.json`` for one containerised gateway.
 
@@ -98,6 +104,10 @@ def build_config(
     to ask for ``stream_options.include_usage``; for a custom provider on a private address it
     does NOT by default, the provider then reports no usage and every turn is recorded with 0
     tokens and $0. We declare it (every OpenAI-compatible backend we target supports it).
+
+    ``public_origin`` (``https://<host>[:port]`` of the edge proxy) becomes
+    ``gateway.publicOrigin`` and the one allowed Control UI origin; ``trusted_proxies`` the
+    addresses the proxy connects from (its forwarded headers are believed only from those).
     """
     _check_segment(provider_id)
     if not gateway_token or len(gateway_token) < 16:
@@ -113,14 +123,20 @@ def build_config(
     maintenance = dict(
         DEFAULT_SESSION_MAINTENANCE if session_maintenance is None else session_maintenance
     )
+    gateway: dict[str, Any] = {
+        "mode": "local",
+        "bind": "lan",
+        "port": int(port),
+        "auth": {"mode": "token", "token": gateway_token},
+        "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+    }
+    if public_origin:
+        gateway["publicOrigin"] = public_origin
+        gateway["controlUi"] = {"allowedOrigins": [public_origin]}
+    if trusted_proxies:
+        gateway["trustedProxies"] = list(trusted_proxies)
     return {
-        "gateway": {
-            "mode": "local",
-            "bind": "lan",
-            "port": int(port),
-            "auth": {"mode": "token", "token": gateway_token},
-            "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
-        },
+        "gateway": gateway,
         "models": {
             "mode": "merge",
             "providers": {
@@ -230,3 +246,72 @@ def redact(config: dict, paths: list[str] | tuple[str, ...]) -> dict:
         if get_path(result, path, _MISSING) is not _MISSING:
             set_path(result, path, "***")
     return result
+
+
+# --- channels (issue 14) ----------------------------------------------------------------------
+# A connected chat channel owns its section of the config: `channels.<kind>` (the whole
+# section: token, policy, API root) and `plugins.entries.<kind>` (OpenClaw adds
+# `{enabled: true}` there when a channel is configured). The channels app applies them with
+# OpenClaw's config RPCs (hot reload, no restart) and removes them when the channel goes.
+
+CHANNEL_OWNED_PATHS: tuple[str, ...] = ("channels.{kind}", "plugins.entries.{kind}")
+CHANNEL_SECRET_PATHS: dict[str, tuple[str, ...]] = {
+    "telegram": ("channels.telegram.botToken",),
+    "discord": ("channels.discord.token",),
+    "slack": ("channels.slack.botToken", "channels.slack.appToken"),
+}
+# Arrays under a channel section: a merge patch that drops or replaces them must name them.
+CHANNEL_ARRAY_PATHS: tuple[str, ...] = ("channels.{kind}.allowFrom",)
+
+
+def channel_owned_paths(kind: str) -> list[str]:
+    _check_segment(kind)
+    return [p.replace("{kind}", kind) for p in CHANNEL_OWNED_PATHS]
+
+
+def channel_secret_paths(kind: str) -> list[str]:
+    return list(CHANNEL_SECRET_PATHS.get(kind, ()))
+
+
+def channel_array_paths(kind: str) -> list[str]:
+    _check_segment(kind)
+    return [p.replace("{kind}", kind) for p in CHANNEL_ARRAY_PATHS]
+
+
+def build_channel_config(
+    kind: str,
+    *,
+    token: str,
+    extra_token: str = "",
+    dm_policy: str = "pairing",
+    allow_from: list[str] | None = None,
+    api_root: str = "",
+) -> dict[str, Any]:
+    """The owned part of openclaw.json for one channel (a partial config: channel_owned_paths).
+
+    ``api_root``: Telegram's Bot API root (a self-hosted Bot API server; empty: OpenClaw's
+    default, api.telegram.org). ``allow_from``: sender ids for the allowlist policy (and
+    ``["*"]`` for an open one, which OpenClaw requires)."""
+    _check_segment(kind)
+    if not token:
+        raise ValueError("a channel needs its token")
+    section: dict[str, Any] = {"enabled": True, "dmPolicy": dm_policy}
+    senders = [str(s) for s in (allow_from or [])]
+    if dm_policy == "open" and "*" not in senders:
+        senders.append("*")
+    if senders:
+        section["allowFrom"] = senders
+    if kind == "telegram":
+        section["botToken"] = token
+        if api_root:
+            section["apiRoot"] = api_root.rstrip("/")
+    elif kind == "discord":
+        section["token"] = token
+    elif kind == "slack":
+        section["botToken"] = token
+        if extra_token:
+            section["mode"] = "socket"
+            section["appToken"] = extra_token
+    else:
+        raise ValueError(f"unknown channel kind: {kind!r}")
+    return {"channels": {kind: section}, "plugins": {"entries": {kind: {"enabled": True}}}}
