@@ -13,6 +13,7 @@ from django.db.models import Sum
 
 from accounts.models import Organization
 from accounts.services import SYSTEM, Actor, audit
+from fleet import hooks
 
 from .. import capabilities, rules
 from ..models import BillingPause, Budget, UsageDay
@@ -51,6 +52,15 @@ def check_budgets(*, day: dt.date) -> dict:
             if not claimed:
                 continue
             done["alerted_100"] += 1
+            hooks.run(
+                "budget.threshold",
+                organization=org,
+                budget=budget,
+                instance=budget.instance,
+                percent=100,
+                spent=spent,
+                cap=cap,
+            )
             pausing = budget.action == Budget.Action.PAUSE
             email_on_commit(
                 org,
@@ -90,6 +100,15 @@ def check_budgets(*, day: dt.date) -> dict:
             )
             if claimed:
                 done["alerted_80"] += 1
+                hooks.run(
+                    "budget.threshold",
+                    organization=org,
+                    budget=budget,
+                    instance=budget.instance,
+                    percent=rules.BUDGET_ALERT_PERCENT,
+                    spent=spent,
+                    cap=cap,
+                )
                 email_on_commit(
                     org,
                     f"{rules.BUDGET_ALERT_PERCENT} % of the budget used for {what}",
