@@ -10,19 +10,19 @@ TEST_ENV := FLEET_STATE_STRICT=true FLEET_EGRESS_RESOLVE_NAMES=false DATABASE_UR
 	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/3}
 
 .PHONY: run test lint fmt bench venv redis postgres docker image test-image chromium check clean
-.PHONY: firewall
+.PHONY: firewall caddy
 
 # DEBUG is off unless set (fleet/settings.py): development, the suite and the benchmarks set it.
 run test bench check: export DEBUG ?= true
 
-run: venv redis docker image firewall
+run: venv redis docker image firewall caddy
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py fleet_bootstrap
 	$(PY) manage.py bootstrap_demo
-	@echo "Starting web, worker, beat and the mock LLM on http://127.0.0.1:8000 (Ctrl-C stops all)"
-	$(VENV)/bin/honcho start web worker beat mockllm
+	@echo "Starting web, worker, beat, the mock LLM and the edge proxy on http://127.0.0.1:8000 (Ctrl-C stops all)"
+	$(VENV)/bin/honcho start web worker beat mockllm edge
 
-test: venv redis postgres docker image test-image chromium check firewall
+test: venv redis postgres docker image test-image chromium check firewall caddy
 	$(TEST_ENV) $(PY) -m pytest
 
 check: venv
@@ -76,6 +76,10 @@ test-image: docker
 
 chromium:
 	@bash scripts/ensure-chromium.sh
+
+# The edge proxy (docs/edge.md): Debian's caddy package.
+caddy:
+	@bash scripts/ensure-caddy.sh
 
 clean:
 	rm -rf $(VENV) db.sqlite3 var/ staticfiles/ artifacts/

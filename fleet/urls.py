@@ -19,6 +19,7 @@ urlpatterns = [
     path("instances/", include("instances.urls")),
     path("sessions/", include("sessions_mgmt.urls")),
     path("billing/", include("billing.urls")),
+    path("channels/", include("channels.urls")),
     path("notifications/", include("notifications.urls")),
     # The customer's home after sign-in: the instances dashboard (here, not in accounts.urls,
     # because accounts sits below instances in the app chain).

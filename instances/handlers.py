@@ -99,6 +99,14 @@ def _write_config(rt, instance: Instance, image: str, *, fresh_volume: bool = Fa
     )
 
 
+def _edge(instance: Instance) -> None:
+    """The proxy's route follows the status (instances/edge.py); never fails the operation:
+    the reconcile loop repairs a route the proxy did not take."""
+    from . import edge
+
+    edge.sync_quietly(instance)
+
+
 def _ensure_container(rt, instance: Instance, image: str, *, recreate: bool = False):
     """The instance's container with exactly this spec (created, maybe not started). An
     existing container with another spec (image, memory, port...) is stopped and replaced."""
@@ -132,10 +140,12 @@ def _mark_running(op: Operation, instance: Instance, message: str = "") -> None:
         crash_count=0,
         crash_window_started_at=None,
     )
+    _edge(instance)
 
 
 def _to(op: Operation, instance: Instance, status: str, message: str | None = None, **fields):
     state.transition(instance, status, reason=op.kind, operation=op, message=message, **fields)
+    _edge(instance)
 
 
 def _is_running(rt, instance: Instance) -> bool:

@@ -73,6 +73,8 @@ class Instance(models.Model):
     )
     name = models.SlugField(max_length=40)
     external_id = models.CharField(max_length=100, null=True, blank=True)
+    # The DNS label of the public address (instances/edge.py), assigned once, never reused.
+    edge_label = models.CharField(max_length=63, null=True, blank=True, unique=True, editable=False)
     client_name = models.CharField(max_length=100, blank=True, help_text="Agency's client")
     openclaw_version = models.CharField(max_length=32)
     previous_version = models.CharField(max_length=32, blank=True)
@@ -168,6 +170,17 @@ class Instance(models.Model):
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.host_port}" if self.host_port else ""
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The public HTTPS address through the edge proxy (instances/edge.py), once known."""
+        if not self.edge_label or not self.is_live or self.status == self.Status.DELETING:
+            return None
+        if self.desired_state == self.DesiredState.DELETED:
+            return None
+        from .edge import origin_for_label
+
+        return origin_for_label(self.edge_label)
 
     @property
     def is_live(self) -> bool:

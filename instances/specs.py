@@ -86,7 +86,12 @@ def prices_for(instance: Instance) -> dict:
 
 
 def config_for(instance: Instance) -> dict:
+    """The edge proxy's public origin is the gateway's public origin and its one allowed
+    Control UI origin; no trusted proxies (the proxy sends no forwarded headers: docs/edge.md)."""
+    from . import edge
+
     return openclaw_config.build_config(
+        public_origin=edge.public_origin(instance) if edge.enabled() else "",
         gateway_token=instance.gateway_token,
         provider_id=instance.provider,
         base_url=base_url_for(instance),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import views, views_edge
 
 app_name = "instances"
 urlpatterns = [
@@ -12,6 +12,7 @@ urlpatterns = [
     path("<uuid:pk>/status/", views.status_partial, name="status"),
     path("<uuid:pk>/logs/", views.logs_partial, name="logs"),
     path("<uuid:pk>/token/", views.reveal_token, name="reveal_token"),
+    path("<uuid:pk>/open/", views_edge.open_assistant, name="open_assistant"),
     path("<uuid:pk>/upgrade/", views.instance_upgrade, name="upgrade"),
     path("<uuid:pk>/delete/", views.instance_delete, name="delete"),
     *[

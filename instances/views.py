@@ -195,6 +195,7 @@ def _status_context(membership, instance: Instance) -> dict:
         "instance": instance,
         "active": operation_context(active) if active else None,
         "can_operate": _can(membership, roles.OPERATE),
+        "can_open_assistant": _can(membership, roles.VIEW_TRANSCRIPTS),
         "poll": "" if gone else (FAST_POLL if busy else SLOW_POLL),
         "can_start": instance.status in services.STARTABLE,
         "can_stop": instance.status in services.STOPPABLE,
@@ -531,6 +532,7 @@ def operation_detail(request, pk, op_id):
         **operation_context(op),
         "instance": instance,
         "can_operate": _can(membership, roles.OPERATE),
+        "can_open_assistant": _can(membership, roles.VIEW_TRANSCRIPTS),
         "reveal_form": RevealTokenForm(),
     }
     return render(request, "instances/operation.html", context)
@@ -544,6 +546,7 @@ def operation_partial(request, pk, op_id):
         **operation_context(op),
         "instance": instance,
         "can_operate": _can(membership, roles.OPERATE),
+        "can_open_assistant": _can(membership, roles.VIEW_TRANSCRIPTS),
         "reveal_form": RevealTokenForm(),
     }
     if _unchanged(request, context["version"]):

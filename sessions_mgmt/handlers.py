@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from fleet import hooks
-from instances import specs, state
+from instances import edge, specs, state
 from instances.models import Instance, InstanceEvent, Operation
 from instances.openclaw.client import OpenClawError
 from instances.operations import OperationError, step
@@ -112,8 +112,8 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
     manifest = backup.manifest or {}
     with step(op, "Verify the backup's checksum"):
         try:
-            backup_store.verify_checksum(backup.storage_name, backup.sha256)
-            contents = backups.inspect_archive(backup_store.open_plaintext(backup.storage_name))
+            backups.verify_stored(backup)
+            contents = backups.inspect_archive(backups.archive_chunks(backup))
         except backup_store.BackupCorrupt as exc:
             raise OperationError(
                 "The backup file failed its integrity check; nothing was changed.", str(exc)
@@ -134,7 +134,7 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
         runtime.import_volume(
             fresh,
             image,
-            restore.volume_tar(backup_store.open_plaintext(backup.storage_name), manifest),
+            restore.volume_tar(backups.archive_chunks(backup), manifest),
             clear=True,
             owner="1000:1000",
         )
@@ -151,6 +151,7 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
             )
     with step(op, "Stop the instance"):
         state.transition(instance, S.RESTORING, reason="restore", operation=op, message="")
+        edge.sync_quietly(instance)  # the address answers "being restored" meanwhile
         runtime.stop(instance.container_name, timeout=STOP_TIMEOUT)
     swapped = False
     try:
@@ -179,6 +180,7 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
     if not wants_running:
         with step(op, "Leave the instance at rest", str(at_rest)):
             state.transition(instance, at_rest, reason="restore: wanted at rest", operation=op)
+            edge.sync_quietly(instance)
     else:
         with step(op, "Start the instance") as entry:
             runtime.ensure_container(specs.spec_for(instance, image))
@@ -204,6 +206,7 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
                 crash_count=0,
                 crash_window_started_at=None,
             )
+            edge.sync_quietly(instance)  # the same address, the container's address now
             entry["detail"] = f"ready after {waited:.1f}s"
         with step(op, "Compare the sessions with the backup") as entry:
             listing = _retry(lambda: access.client_for(instance).list_sessions())

@@ -15,7 +15,7 @@ from accounts.services import SYSTEM
 
 from .factories import MembershipFactory, OrganizationFactory, UserFactory, verified
 
-pytest_plugins = ["tests.fleet_fixtures", "tests.fakes.fixtures"]
+pytest_plugins = ["tests.fleet_fixtures", "tests.fakes.fixtures", "tests.edge.proxy"]
 
 PASSWORD = "correct-horse-battery"
 

@@ -306,10 +306,12 @@ def _configure_producer(options: dict) -> None:
 
 @pytest.fixture(scope="session")
 def celery_worker_process(
-    django_db_setup, django_db_blocker, docker_runtime, mock_llm, tmp_path_factory
+    django_db_setup, django_db_blocker, docker_runtime, mock_llm, edge_proxy, tmp_path_factory
 ):
     """A real worker on the operations, maintenance and billing queues, against the test
-    database and a per-session broker prefix. `.kill9()` and `.start()` for the crash test."""
+    database and a per-session broker prefix, writing routes into the session's edge proxy
+    (tests/edge/proxy.py: its settings are in os.environ). `.kill9()` and `.start()` for the
+    crash test."""
     from django.db import connection
 
     from instances import specs

@@ -59,12 +59,19 @@ class InstanceSerializer(serializers.ModelSerializer):
     has_api_key = serializers.SerializerMethodField(
         help_text="Whether a provider API key is stored (the key itself is never returned)."
     )
+    endpoint_url = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The instance's public HTTPS address through the edge proxy (Control UI, "
+        "/v1/chat/completions with the gateway token); null once it is deleted.",
+    )
 
     class Meta:
         model = Instance
         fields = [
             "id",
             "name",
+            "endpoint_url",
             "external_id",
             "client_name",
             "openclaw_version",
@@ -268,3 +275,22 @@ class OperationDetailSerializer(OperationSerializer):
         for row in rows:
             row["detail"] = public_text(row["detail"]) or ""
         return rows
+
+
+class GatewayTokenSerializer(serializers.Serializer):
+    gateway_token = serializers.CharField(
+        read_only=True, help_text="The new gateway token: shown once, store it now."
+    )
+    applied = serializers.ChoiceField(
+        choices=["hot", "at next start"],
+        read_only=True,
+        help_text="hot: the running gateway already refuses the old token (no restart).",
+    )
+
+
+class SignInLinkSerializer(serializers.Serializer):
+    url = serializers.CharField(
+        read_only=True,
+        help_text="Opens the Control UI at the public address, signed in. One use only.",
+    )
+    expires_at = serializers.DateTimeField(read_only=True)

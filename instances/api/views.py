@@ -13,21 +13,26 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins, serializers, status
+from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from accounts import roles
 from accounts.api.base import OrganizationApiViewSet, error_example
-from instances import services
+from accounts.tenancy import request_allows
+from fleet.api import Conflict
+from instances import public_access, services
 from instances.models import Instance, Operation
 
 from .serializers import (
+    GatewayTokenSerializer,
     InstanceCreateSerializer,
     InstanceSerializer,
     InstanceUpdateSerializer,
     InstanceUpgradeSerializer,
     OperationDetailSerializer,
     OperationSerializer,
+    SignInLinkSerializer,
 )
 
 _OPERATION_EXAMPLE = {
@@ -165,6 +170,10 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
     ordering_fields = ["name", "created_at", "status"]
     ordering = ["name"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    # A sign-in link opens the Control UI with operator power (it shows the transcripts):
+    # the caller needs both (checked again in the action).
+    action_permissions = {"sign_in_link": roles.VIEW_TRANSCRIPTS, "gateway_token": roles.OPERATE}
+    idempotency_redact = ("gateway_token", "url")
 
     def scope_queryset(self, queryset):
         queryset = queryset.exclude(status=Instance.Status.PURGED)
@@ -255,6 +264,63 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
                 actor=self.actor, instance=instance, version=data.validated_data["version"]
             )
         )
+
+    @extend_schema(
+        summary="Rotate the gateway token (no restart; the old token is refused at once)",
+        request=None,
+        responses={200: GatewayTokenSerializer},
+        examples=[
+            OpenApiExample(
+                "Rotated",
+                value={"gateway_token": "q3V...", "applied": "hot"},
+                response_only=True,
+            ),
+            _IN_PROGRESS,
+        ],
+    )
+    @action(detail=True, methods=["post"], url_path="gateway-token")
+    def gateway_token(self, request, *args, **kwargs):
+        instance = self.get_object()
+        running = instance.status == Instance.Status.RUNNING
+        try:
+            token = public_access.gateway_token_rotate(actor=self.actor, instance=instance)
+        except public_access.GatewayUnavailable as exc:
+            raise Conflict(str(exc), code="gateway_unavailable") from exc
+        body = {"gateway_token": token, "applied": "hot" if running else "at next start"}
+        response = Response(GatewayTokenSerializer(body).data)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @extend_schema(
+        summary="A one-time Control UI sign-in link at the public address",
+        request=None,
+        responses={200: SignInLinkSerializer},
+        examples=[
+            OpenApiExample(
+                "Link",
+                value={
+                    "url": "https://acme-support-acme.example.com/#bootstrapToken=...",
+                    "expires_at": "2026-11-25T10:10:00Z",
+                },
+                response_only=True,
+            ),
+            _INVALID_STATE,
+        ],
+    )
+    @action(detail=True, methods=["post"], url_path="sign-in-link")
+    def sign_in_link(self, request, *args, **kwargs):
+        if not request_allows(request, roles.OPERATE):
+            raise exceptions.PermissionDenied(
+                "A sign-in link needs the read and operate scopes (role: member or above)."
+            )
+        instance = self.get_object()
+        try:
+            link = public_access.sign_in_link_create(actor=self.actor, instance=instance, via="api")
+        except public_access.GatewayUnavailable as exc:
+            raise Conflict(str(exc), code="gateway_unavailable") from exc
+        response = Response(SignInLinkSerializer(link).data)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class OperationFilter(filters.FilterSet):
