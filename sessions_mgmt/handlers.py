@@ -122,10 +122,16 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
             raise OperationError("The backup does not hold an OpenClaw state; nothing changed.")
     runtime = access.runtime_for_instance(instance)
     image = access.image_for_instance(instance)
-    with step(op, "Back up the current state"):
-        pre = backups.backup_create_now(
-            instance=instance, kind=Backup.Kind.PRE_RESTORE, operation=op
-        )
+    with step(op, "Back up the current state") as entry:
+        try:
+            pre = backups.backup_create_now(
+                instance=instance, kind=Backup.Kind.PRE_RESTORE, operation=op
+            )
+        except backups.NothingToBackUp:
+            # The state is lost (volume gone or empty): nothing to keep, the restore goes on.
+            pre = None
+            runtime.ensure_volume(instance.volume_name, {})
+            entry["detail"] = "the instance holds no state (lost volume): nothing to keep"
     stamp = timezone.now().strftime("%Y%m%d%H%M%S")
     fresh = f"{instance.volume_name}-restore-{op.pk.hex[:8]}"
     kept = f"{instance.volume_name}-prerestore-{stamp}"
@@ -165,7 +171,7 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
                 data={
                     "volume": kept,
                     "remove_after": (timezone.now() + timedelta(days=days)).isoformat(),
-                    "pre_restore_backup": str(pre.pk),
+                    "pre_restore_backup": str(pre.pk) if pre else None,
                 },
             )
         with step(op, "Swap the restored state in"):

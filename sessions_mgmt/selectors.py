@@ -119,3 +119,42 @@ def last_good_backup(*, instance) -> Backup | None:
         .order_by("-created_at")
         .first()
     )
+
+
+def restorable_backups(*, instance) -> QuerySet[Backup]:
+    """Every point a restore can choose (nightly, points in time, manual, safety backups): the
+    succeeded backups with their objects in storage, newest first. A failed, running or expired
+    backup is never offered."""
+    return (
+        Backup.objects.filter(
+            instance=instance,
+            organization_id=instance.organization_id,
+            state=Backup.State.SUCCEEDED,
+        )
+        .exclude(storage_name="")
+        .order_by("-created_at")
+    )
+
+
+def backup_status(*, instance) -> dict:
+    """What the instance page says about its backups: where they are kept, the newest good one,
+    and whether the latest attempts are failing (with since when and why)."""
+    from . import backup_store
+
+    last_good = last_good_backup(instance=instance)
+    attempts = Backup.objects.filter(
+        instance=instance, state__in=[Backup.State.SUCCEEDED, Backup.State.FAILED]
+    ).order_by("-created_at")
+    if last_good is not None:
+        attempts = attempts.filter(created_at__gt=last_good.created_at)
+    failed = list(attempts.filter(state=Backup.State.FAILED).order_by("created_at")[:1])
+    latest_failed = attempts.filter(state=Backup.State.FAILED).first()
+    message = latest_failed.error.split(" (")[0] if latest_failed else ""
+    return {
+        "where": backup_store.storage_description(),
+        "off_machine": backup_store.is_off_machine(),
+        "last_good": last_good,
+        "failing": bool(failed),
+        "failing_since": failed[0].created_at if failed else None,
+        "message": message,
+    }

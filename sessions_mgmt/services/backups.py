@@ -57,6 +57,11 @@ def _storage_name(backup: Backup) -> str:
     )
 
 
+class NothingToBackUp(OperationError):
+    """The instance holds no state (its volume is gone or empty): a restore goes on without a
+    pre-restore backup; any other backup fails."""
+
+
 def _container_running(instance: Instance, runtime) -> bool:
     """What the engine says, not the row: a pre-upgrade backup runs while the row says
     "upgrading" and the gateway still serves, and a cold copy of a live volume is inconsistent."""
@@ -189,7 +194,7 @@ def _write_point_backup(instance, backup, chunks, written_names: list[str]):
     index = backup_store.read_point(written.index_name, written.index_sha256)
     backup_store.verify_packs(index, full=[written.pack["name"]] if written.pack else [])
     if not index.file_count() or not index.has_config():
-        raise OperationError("The backup does not hold an OpenClaw state.")
+        raise NothingToBackUp("The backup does not hold an OpenClaw state.")
     manifest = {
         "format": "cfpt1",
         "files": index.file_count(),
@@ -309,6 +314,8 @@ def backup_create_now(
             keys = sorted(r.key for r in client.list_sessions().rows)
             chunks, info = _hot_archive(instance, client, backup)
         else:
+            if not runtime.volume_exists(instance.volume_name):
+                raise NothingToBackUp("The instance's state volume does not exist.")
             version = instance.openclaw_version
             keys = offline_session_keys(runtime, instance.volume_name, image)
             chunks, info = _cold_archive(instance, runtime, image)
@@ -325,7 +332,7 @@ def backup_create_now(
             backup_store.verify_checksum(name, written.sha256)
             contents = inspect_archive(backup_store.open_plaintext(name))
             if not contents["files"] or not contents["has_config"]:
-                raise OperationError("The backup does not hold an OpenClaw state.")
+                raise NothingToBackUp("The backup does not hold an OpenClaw state.")
             sha, size = written.sha256, written.size
             manifest = {
                 "format": "cfbk1",

@@ -77,7 +77,7 @@ def restore_recorded(*, instance: Instance, backup: Backup, pre_restore: Backup,
         target=instance,
         data={
             "backup": str(backup.pk),
-            "pre_restore_backup": str(pre_restore.pk),
+            "pre_restore_backup": str(pre_restore.pk) if pre_restore else None,
             "kept_volume": kept_volume,
         },
     )

@@ -20,8 +20,11 @@ def _backup_dir(settings, tmp_path):
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on a free loopback port, for the whole session (tests/fakes/s3.py)."""
+    import logging
+
     from tests.fakes.s3 import S3Server
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = S3Server().start()
     yield server
     server.stop()
