@@ -71,10 +71,11 @@ class DeployForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}, render_value=False),
     )
     channel_token = forms.CharField(
-        label="Channel token (optional)",
+        label="Telegram bot token (optional)",
         required=False,
-        help_text="A bot token for a chat channel (e.g. Telegram), if you want one now. "
-        "You can add channels later in OpenClaw itself.",
+        help_text="The token BotFather gave you, if you want the assistant on Telegram now; "
+        "we check it with Telegram first. Discord, Slack and more Telegram settings: on the "
+        "instance's Channels page after the deploy.",
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}, render_value=False),
     )
     # A CharField with a select, so an unknown version reaches the service and gets its message.

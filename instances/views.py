@@ -67,6 +67,7 @@ CARD_TEMPLATES = {
         "sessions_mgmt/_instance_sessions.html",
     ],
     "backups_card": ["sessions_mgmt/_backups_card.html", "sessions_mgmt/_instance_backups.html"],
+    "channels_card": ["channels/_instance_channels_card.html"],
     "costs_card": [
         "billing/_instance_costs_card.html",
         "billing/_costs_card.html",

@@ -29,6 +29,7 @@ from . import gateway
 log = logging.getLogger(__name__)
 S = Channel.Status
 SETTLE_SECONDS = 25
+_LIVE = (S.APPLYING, S.HEALTHY, S.STOPPED)
 STATUS_TIMEOUT = 60
 
 
@@ -84,8 +85,9 @@ def set_health(channel: Channel, *, healthy: bool, reason: str) -> bool:
         Channel.objects.filter(pk=row.pk).update(**fields)
         for key, value in fields.items():
             setattr(channel, key, value)
-        changed = (old == S.BROKEN) != (new == S.BROKEN) and not (old == S.APPLYING and healthy)
-        changed = changed or (old in (S.APPLYING, S.STOPPED, S.HEALTHY) and new == S.BROKEN)
+        # A break (anything -> broken) or a recovery (broken -> healthy); the first success of
+        # a new channel and a stopped instance are neither.
+        changed = (new == S.BROKEN) != (old == S.BROKEN) and old in (S.BROKEN, *_LIVE)
         if changed:
             audit(
                 actor=SYSTEM,
@@ -167,7 +169,11 @@ def check_instance(instance, *, client=None, settle: float = SETTLE_SECONDS) -> 
                 client.call("channels.start", {"channel": ch.kind, "accountId": ch.account_id})
             except OpenClawError as exc:
                 log.warning("channels.start %s failed: %s", ch.pk, exc)
-        waiting = to_restart or any(s["settling"] for s in states.values())
+        waiting = (
+            to_restart
+            or any(s["settling"] for s in states.values())
+            or any(pk in restarted and not states[pk]["healthy"] for pk in states)
+        )
         if not waiting or time.monotonic() >= deadline:
             break
         time.sleep(2)
