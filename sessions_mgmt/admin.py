@@ -50,8 +50,8 @@ from instances.admin import (
 from instances.models import Instance
 from instances.operations import OperationInProgress
 
-from . import services
-from .models import Backup, Session
+from . import backup_store, services
+from .models import Backup, BackupProof, Session
 from .selectors import needs_backup
 
 log = logging.getLogger(__name__)
@@ -275,9 +275,16 @@ class BackupAdmin(ReadOnlyAdmin):
         "operation",
         "created_at",
         "finished_at",
+        "location",
         "restore_link",
     ]
-    readonly_fields = ["progress_table", "restore_link"]
+    readonly_fields = ["progress_table", "restore_link", "location"]
+
+    @admin.display(description="kept at")
+    def location(self, obj):
+        if not obj.storage_name:
+            return "—"
+        return backup_store.object_location(obj.storage_name)
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by(F("created_at").desc())
@@ -300,6 +307,37 @@ class BackupAdmin(ReadOnlyAdmin):
         )
 
 
+@admin.register(BackupProof)
+class BackupProofAdmin(ReadOnlyAdmin):
+    """The nightly restore proofs; the title says the fleet's share proven in the last 7 days."""
+
+    list_display = ["created_at", "instance", "organization", "backup_kind", "ok", "short_error"]
+    list_filter = [OrganizationSlugFilter, "ok", "created_at"]
+    search_fields = ["instance__name", "organization__slug", "error"]
+    list_select_related = ["instance", "organization", "backup"]
+    fields = ["instance", "organization", "backup", "ok", "checks", "error", "seconds"]
+    fields += ["created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by(F("created_at").desc())
+
+    @admin.display(description="backup")
+    def backup_kind(self, obj):
+        return obj.backup.get_kind_display() if obj.backup else "—"
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return obj.error[:120]
+
+    def changelist_view(self, request, extra_context=None):
+        from .services.proofs import proven_share
+
+        proven, total = proven_share()
+        share = f"{100 * proven / total:.0f}%" if total else "—"
+        title = f"Backup proofs: {proven} of {total} instances proven in the last 7 days ({share})"
+        return super().changelist_view(request, {**(extra_context or {}), "title": title})
+
+
 # --- what sessions add to the instance admin ---------------------------------------------------
 
 
@@ -315,7 +353,13 @@ def with_backup_annotations(qs, *, now=None):
         .values("newest")
     )
     overdue = needs_backup(Instance.objects.filter(pk=OuterRef("pk")), now=now)
-    return qs.annotate(last_good_backup_at=Subquery(last_backup), backup_overdue=Exists(overdue))
+    proof = BackupProof.objects.filter(instance=OuterRef("pk")).order_by("-created_at")
+    return qs.annotate(
+        last_good_backup_at=Subquery(last_backup),
+        backup_overdue=Exists(overdue),
+        last_proof_at=Subquery(proof.values("created_at")[:1]),
+        last_proof_ok=Subquery(proof.values("ok")[:1]),
+    )
 
 
 class BackupOverdueFilter(admin.SimpleListFilter):
@@ -340,6 +384,24 @@ def last_good_backup(obj):
     if getattr(obj, "backup_overdue", False):
         return format_html('<span class="cf-overdue" title="over 26 h">⚠ {}</span>', label)
     return label
+
+
+@admin.display(description="last restore proof", ordering="last_proof_at")
+def last_proof(obj):
+    when = getattr(obj, "last_proof_at", None)
+    if when is None:
+        return "never"
+    label = timezone.localtime(when).strftime("%Y-%m-%d %H:%M")
+    if not getattr(obj, "last_proof_ok", False):
+        return format_html('<span class="cf-overdue">✗ failed {}</span>', label)
+    return f"✓ {label}"
+
+
+@admin.display(description="backups kept at")
+def backups_kept_at(obj):
+    return f"{backup_store.storage_description()}: " + backup_store.instance_location(
+        obj.organization_id, obj.pk.hex
+    )
 
 
 class BackupChoiceField(forms.ModelChoiceField):
@@ -484,9 +546,13 @@ extend(
     InstanceAdminExtension(
         name="sessions",
         annotate=with_backup_annotations,
-        displays={"last_good_backup": last_good_backup},
-        list_display=["last_good_backup"],
-        detail_fields=["last_good_backup"],
+        displays={
+            "last_good_backup": last_good_backup,
+            "last_proof": last_proof,
+            "backups_kept_at": backups_kept_at,
+        },
+        list_display=["last_good_backup", "last_proof"],
+        detail_fields=["last_good_backup", "last_proof", "backups_kept_at"],
         list_filter=[BackupOverdueFilter],
         actions=[
             InstanceAction(

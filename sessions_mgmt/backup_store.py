@@ -184,6 +184,13 @@ def instance_location(organization_id, instance_hex: str) -> str:
     return os.path.join(settings.FLEET_BACKUP_DIR, rel)
 
 
+def object_location(name: str) -> str:
+    """Where one stored object is, as a URL-like string for staff."""
+    if is_off_machine():
+        return f"s3://{settings.FLEET_BACKUP_S3_BUCKET}/{settings.FLEET_BACKUP_S3_PREFIX}/{name}"
+    return os.path.join(settings.FLEET_BACKUP_DIR, name)
+
+
 def _unavailable(exc: Exception) -> bool:
     try:
         from botocore.exceptions import BotoCoreError, ClientError

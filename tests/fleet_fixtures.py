@@ -328,6 +328,7 @@ def celery_worker_process(
         "CELERY_BROKER_TRANSPORT_OPTIONS": json.dumps(options),
         "CACHE_URL": settings.CACHES["default"]["LOCATION"],
         "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
+        "BACKUP_ENCRYPTION_KEY": ",".join(settings.BACKUP_ENCRYPTION_KEYS),
         "SECRET_KEY": settings.SECRET_KEY,
         "FLEET_NETWORK": TEST_NETWORK,
         "FLEET_DOCKER_URL": settings.FLEET_DOCKER_URL,

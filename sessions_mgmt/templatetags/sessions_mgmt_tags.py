@@ -14,6 +14,21 @@ def instance_backups(instance, limit=5):
 
 
 @register.simple_tag
+def instance_backup_status(instance):
+    """Where the instance's backups are kept, whether they are failing, and the plan's policy
+    in words (selectors.backup_status, services.backups.backup_policy)."""
+    from sessions_mgmt.selectors import backup_status
+    from sessions_mgmt.services.backups import backup_policy, policy_text
+
+    policy = backup_policy(instance)
+    return {
+        **backup_status(instance=instance),
+        "policy": policy,
+        "policy_text": policy_text(policy),
+    }
+
+
+@register.simple_tag
 def instance_session_stats(instance):
     return Session.objects.filter(instance=instance).aggregate(
         live=Count("id", filter=~Q(status=Session.Status.PRUNED)),

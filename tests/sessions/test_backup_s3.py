@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.services import SYSTEM
@@ -236,3 +237,41 @@ def test_retention_keeps_the_plans_points_and_never_the_last_good_backup(instanc
     assert {round((now - b.created_at).total_seconds() / 3600) for b in expired} == {49, 100}
     only_old = rows[3:]
     assert services.backups_to_expire(only_old, daily=7, weekly=4, now=now, point_hours=48) == []
+
+
+def test_the_instance_page_says_where_backups_are_kept_and_when_they_are_failing(
+    instance, s3_store, volume_openclaw, client, alice
+):
+    volume_openclaw(instance).add("agent:main:a")
+    point(instance)
+    client.force_login(alice)
+    page = client.get(f"/instances/{instance.pk}/").content.decode()
+    assert f"Object storage s3://{s3_store.bucket}/backups" in page
+    assert "a point every 15 minutes, each kept 48 hours; 7 daily and 4 weekly" in page
+    assert "Backups are failing" not in page
+    assert "Point in time" in page  # the point is listed, with its restore link
+    s3_store.stop()
+    Backup.objects.update(created_at=timezone.now() - timedelta(minutes=20))
+    point(instance)
+    page = client.get(f"/instances/{instance.pk}/").content.decode()
+    assert "Backups are failing" in page and "storage did not answer" in page
+    backups_page = client.get(reverse("sessions_mgmt:backups", args=[instance.pk])).content.decode()
+    assert "Backups are failing" in backups_page
+
+
+def test_the_admin_shows_the_last_proof_where_backups_are_kept_and_the_proven_share(
+    instance, s3_store, volume_openclaw, proof_programs, client, settings
+):
+    from tests.admin.door import sign_in_staff
+    from tests.factories import UserFactory
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    root = UserFactory(email="root@clawfleet.test", is_staff=True, is_superuser=True)
+    sign_in_staff(client, root)
+    volume_openclaw(instance).add("agent:main:a")
+    point(instance)
+    proofs.prove_backup(instance=instance)
+    page = client.get("/admin/sessions_mgmt/backupproof/").content.decode()
+    assert "1 of 1 instances proven in the last 7 days (100%)" in page
+    page = client.get(f"/admin/instances/instance/{instance.pk}/change/").content.decode()
+    assert "✓" in page and f"s3://{s3_store.bucket}/backups/org-{instance.organization_id}" in page
