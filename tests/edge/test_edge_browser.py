@@ -79,7 +79,9 @@ def test_open_assistant_signs_in_to_the_control_ui_at_the_public_address(
         box.wait_for(state="visible", timeout=90_000)
         box.fill(MESSAGE)
         box.press("Enter")
-        ui.get_by_text(f"Mock reply: {MESSAGE}").first.wait_for(timeout=120_000)
+        # OpenClaw prefixes the turn with its conversation info, which the mock echoes too.
+        reply = re.compile(rf"Mock reply:.*{re.escape(MESSAGE)}", re.S)
+        ui.get_by_text(reply).first.wait_for(timeout=120_000)
     finally:
         screenshot(ui, "edge-control-ui")
     ctx.close()

@@ -30,6 +30,7 @@ from instances.runtime import (
     ImageMissing,
     NetworkUnsafe,
     NotReady,
+    OutputTooLarge,
     Runtime,
     RuntimeErrorBase,
     VolumeNotFound,
@@ -279,6 +280,26 @@ def test_exec_streams_large_output_and_fails_at_the_end(engine, box):
         b"".join(rt.exec_stream(spec.name, ["cat", "/tmp/absent-file"]))
 
 
+def test_exec_reads_no_more_than_its_cap_of_a_tenants_output(engine, box):
+    """A hostile gateway can print without end: exec gives up at its cap and says so."""
+    rt = engine.rt
+    spec = running(engine, box)
+    rt.write_file(spec.volume_name, image(), "big.bin", b"y" * 300_000)
+    path = f"{STATE_DIR}/big.bin"
+    with pytest.raises(OutputTooLarge, match="100000 bytes"):
+        rt.exec(spec.name, ["cat", path], max_output=100_000)
+    assert rt.exec(spec.name, ["cat", path], max_output=300_000)[1] == b"y" * 300_000
+    with pytest.raises(OutputTooLarge):
+        b"".join(rt.exec_stream(spec.name, ["cat", path], max_bytes=100_000))
+    if engine.kind == "docker":
+        # Output that never ends: the cap ends the read, not the command's own timeout.
+        with pytest.raises(OutputTooLarge):
+            rt.exec(spec.name, ["sh", "-c", "yes"], timeout=600, max_output=1_000_000)
+        with pytest.raises(OutputTooLarge):
+            b"".join(rt.exec_stream(spec.name, ["sh", "-c", "yes"], max_bytes=1_000_000))
+        assert rt.exec(spec.name, ["echo", "still", "answers"])[1] == b"still answers\n"
+
+
 def test_exec_in_a_stopped_container_is_not_running(engine, box):
     rt, (spec, _info) = engine.rt, box
     rt.stop(spec.name, timeout=10)
@@ -379,14 +400,14 @@ def test_write_config_merges_owned_paths_converges_and_refuses_an_invalid_file(e
     assert json.loads(rt.read_file(volume, img, "openclaw.json")) == desired
     # Someone else changes a path we do not own; we change one we own.
     user = json.loads(rt.read_file(volume, img, "openclaw.json"))
-    user["gateway"]["controlUi"] = {"allowedOrigins": ["https://portal.invalid"]}
+    user["gateway"]["controlUi"] = {"communityInvite": False}  # (allowedOrigins is owned)
     rt.write_file(volume, img, "openclaw.json", json.dumps(user).encode())
     maintenance = {"mode": "enforce", "pruneAfter": "45d", "maxEntries": 4000}
     changed = oc.build_config(**{**params, "session_maintenance": maintenance})
     assert rt.write_config(volume, img, changed, owned, secrets=[SECRET]) is True
     current = json.loads(rt.read_file(volume, img, "openclaw.json"))
     assert current["session"]["maintenance"] == maintenance
-    assert current["gateway"]["controlUi"] == {"allowedOrigins": ["https://portal.invalid"]}
+    assert current["gateway"]["controlUi"] == {"communityInvite": False}
     # OpenClaw refuses a port that is not a number: the old file stays.
     broken = json.loads(json.dumps(changed))
     broken["gateway"]["port"] = "not-a-port"

@@ -314,11 +314,11 @@ def test_exec_runs_as_node_and_reports_exit_codes(dep):
 
 def test_write_config_merges_and_keeps_user_changes(dep):
     rt = dep.rt
-    origins = ["http://127.0.0.1:18789", "https://portal.example"]
-    # A user (or the agent) changes something we do not own, through OpenClaw's own CLI.
+    # A user (or the agent) changes something we do not own, through OpenClaw's own CLI
+    # (gateway.controlUi.allowedOrigins is owned since the edge proxy: docs/edge.md).
     code, out, err = rt.exec(
         dep.name,
-        ["openclaw", "config", "set", "gateway.controlUi.allowedOrigins", json.dumps(origins)],
+        ["openclaw", "config", "set", "gateway.controlUi.communityInvite", "false"],
         timeout=90,
     )
     assert code == 0, (out + err).decode(errors="replace")[-800:]
@@ -330,7 +330,7 @@ def test_write_config_merges_and_keeps_user_changes(dep):
     assert rt.write_config(dep.volume, IMAGE, desired, owned) is False  # converged
     current = json.loads(rt.read_file(dep.volume, IMAGE, "openclaw.json"))
     assert current["session"]["maintenance"] == maintenance
-    assert current["gateway"]["controlUi"]["allowedOrigins"] == origins
+    assert current["gateway"]["controlUi"]["communityInvite"] is False
     assert current["gateway"]["auth"] == {"mode": "token", "token": dep.token}
     assert rt.read_file(dep.volume, IMAGE, "no/such/file") is None
     # JSON5 (comments, unquoted keys, trailing commas) is parsed with the image's own json5.
