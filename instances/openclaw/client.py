@@ -22,7 +22,7 @@ import logging
 import math
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -352,11 +352,26 @@ class OpenClawClient:
     # low level
 
     def run(self, argv: list[str], *, timeout: int | None = None, env: dict | None = None):
-        """Run a command in the container; returns (code, stdout, stderr)."""
+        """Run a command in the container; returns (code, stdout, stderr), at most
+        FLEET_EXEC_MAX_OUTPUT bytes of them (a bigger answer is an OpenClawError, never read)."""
+        from django.conf import settings
+
+        from instances.runtime.errors import OutputTooLarge
+
+        limit = int(settings.FLEET_EXEC_MAX_OUTPUT)
         try:
             return self.runtime.exec(
-                self.container, argv, timeout=timeout or self.timeout, user=EXEC_USER, env=env
+                self.container,
+                argv,
+                timeout=timeout or self.timeout,
+                user=EXEC_USER,
+                env=env,
+                max_output=limit,
             )
+        except OutputTooLarge as exc:
+            raise OpenClawError(
+                f"the gateway's answer was larger than {limit} bytes", kind="too_large"
+            ) from exc
         except Exception as exc:
             name = type(exc).__name__
             if "NotFound" in name or "NotRunning" in name or "Conflict" in name:
@@ -508,6 +523,29 @@ class OpenClawClient:
         if not payload.get("verified"):
             raise OpenClawError("backup create: archive not verified", kind="unverified")
         return payload
+
+    def stream_file(self, path: str, *, max_bytes: int, timeout: int = 1800) -> Iterator[bytes]:
+        """A file of the container (e.g. a backup archive in its /tmp) as it comes, at most
+        `max_bytes` of it: OpenClawError(kind="too_large") past that, never read whole."""
+        from instances.runtime.errors import OutputTooLarge
+
+        try:
+            chunks = self.runtime.exec_stream(
+                self.container, ["cat", path], timeout=timeout, user=EXEC_USER, max_bytes=max_bytes
+            )
+        except Exception as exc:
+            name = type(exc).__name__
+            if "NotFound" in name or "NotRunning" in name or "Conflict" in name:
+                raise InstanceUnavailable(f"container not available ({name})") from exc
+            raise OpenClawError(f"exec failed ({name})") from exc
+        try:
+            yield from chunks
+        except OutputTooLarge as exc:
+            raise OpenClawError(
+                f"the file is larger than {max_bytes} bytes", kind="too_large"
+            ) from exc
+        except Exception as exc:
+            raise OpenClawError(f"reading the file failed ({type(exc).__name__})") from exc
 
     def remove_path(self, path: str) -> None:
         self.run(["rm", "-rf", path], timeout=60)

@@ -30,6 +30,7 @@ from .errors import (
     ImageMissing,
     NetworkUnsafe,
     NotReady,
+    OutputTooLarge,
     RuntimeErrorBase,
     VolumeNotFound,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "ImageMissing",
     "NetworkUnsafe",
     "NotReady",
+    "OutputTooLarge",
     "Runtime",
     "RuntimeErrorBase",
     "VolumeNotFound",

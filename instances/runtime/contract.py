@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from .types import (
+    EXEC_MAX_OUTPUT,
     EXEC_TIMEOUT,
     HELPER_TIMEOUT,
     STOP_TIMEOUT,
@@ -138,18 +139,26 @@ class Runtime(Protocol):
         timeout: float = EXEC_TIMEOUT,
         user: str = USER,
         env: dict[str, str] | None = None,
+        max_output: int = EXEC_MAX_OUTPUT,
     ) -> tuple[int, bytes, bytes]:
         """Run ``cmd`` in the running container: (exit code, stdout, stderr). 124: it ran out
         of ``timeout``; 127: no such program. ContainerNotFound when absent,
-        ContainerNotRunning when stopped."""
+        ContainerNotRunning when stopped; OutputTooLarge when stdout and stderr together pass
+        ``max_output`` bytes (the rest is never read into memory)."""
         ...
 
     def exec_stream(
-        self, name: str, cmd: list[str], timeout: float = STREAM_TIMEOUT, user: str = USER
+        self,
+        name: str,
+        cmd: list[str],
+        timeout: float = STREAM_TIMEOUT,
+        user: str = USER,
+        max_bytes: int | None = None,
     ) -> Iterator[bytes]:
         """Like ``exec`` for large output: stdout as it comes (stderr dropped), e.g. a backup
         archive in the container's /tmp; RuntimeErrorBase at the end when the command exited
-        non-zero. The container errors are raised by the call itself, before iteration."""
+        non-zero, OutputTooLarge as soon as more than ``max_bytes`` came. The container
+        errors are raised by the call itself, before iteration."""
         ...
 
     def logs_tail(self, name: str, lines: int = 200) -> str:

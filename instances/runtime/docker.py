@@ -46,6 +46,7 @@ import io
 import os
 import posixpath
 import re
+import socket
 import tarfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -53,6 +54,7 @@ from typing import Any, BinaryIO
 
 import docker
 import docker.errors
+import docker.utils.socket
 import requests.exceptions
 
 from . import probes
@@ -64,12 +66,14 @@ from .errors import (
     HelperFailed,
     ImageMissing,
     NetworkUnsafe,
+    OutputTooLarge,
     RuntimeErrorBase,
     VolumeNotFound,
 )
 from .types import (
     CACHE_DIR,
     CONFIG_FILE,
+    EXEC_MAX_OUTPUT,
     EXEC_TIMEOUT,
     GATEWAY_PORT,
     HELPER_LABEL,
@@ -107,6 +111,8 @@ TMPFS: dict[str, str] = {
 }
 LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
+# Set in the environment of every command we run in a container, to find it again and end it.
+EXEC_MARKER = "CLAWFLEET_EXEC"
 SCRATCH_DIR = "/tmp"  # helper files outside the volume go here (the helper's own layer)
 
 DEFAULT_API_TIMEOUT = 60
@@ -156,10 +162,38 @@ def _parse_summary_status(status: str) -> tuple[int | None, str | None]:
     return exit_code, health
 
 
+STDERR = 2
+
+
+@contextlib.contextmanager
+def _exec_socket(api, exec_id: str):
+    """The frames (stream id, bytes) of a started exec, read from its raw socket, which is shut
+    down on the way out: a reader that stops early must not leave the engine writing into a
+    connection nobody reads (that stalls further execs of the container)."""
+    sock = api.exec_start(exec_id, socket=True)
+    try:
+        yield docker.utils.socket.frames_iter(sock, tty=False)
+    finally:
+        raw = getattr(sock, "_sock", sock)
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
 def _network_isolated(net: dict) -> bool:
     """A bridge on which containers cannot reach each other."""
     options = net.get("Options") or {}
     return net.get("Driver") == "bridge" and str(options.get(ICC_OPTION, "")).lower() == "false"
+
+
+def _address_of(raw: dict) -> str | None:
+    """The first IPv4 address of a container (inspect or summary data): the edge dials it."""
+    networks = (raw.get("NetworkSettings") or {}).get("Networks") or {}
+    for net in networks.values():
+        if (net or {}).get("IPAddress"):
+            return net["IPAddress"]
+    return None
 
 
 def _first_file_from_tar(chunks: Iterable[bytes]) -> bytes | None:
@@ -432,6 +466,7 @@ class DockerRuntime:
             image=config.get("Image") or "",
             host_port=host_port,
             spec_hash=labels.get(SPEC_HASH_LABEL),
+            address=_address_of(raw),
         )
 
     @_engine_errors
@@ -464,6 +499,7 @@ class DockerRuntime:
                     image=row.get("Image") or "",
                     host_port=host_port,
                     spec_hash=labels.get(SPEC_HASH_LABEL),
+                    address=_address_of(row),
                 )
             )
         return result
@@ -572,6 +608,20 @@ class DockerRuntime:
                 raise ContainerNotRunning(name) from exc
             raise
 
+    def _end_exec(self, name: str, marker: str) -> None:
+        """Stop a command whose output we stopped reading (Engine API 1.41 has no exec kill):
+        every process of the container carrying our marker in its environment gets SIGTERM
+        (coreutils `timeout` passes it on and SIGKILLs after 5 s). Best effort."""
+        script = (
+            'for p in /proc/[0-9]*; do grep -qsz "^$0$" "$p/environ" && '
+            'kill -TERM "${p#/proc/}" 2>/dev/null; done; true'
+        )
+        with contextlib.suppress(Exception):
+            exec_id = self._exec_create(
+                self.api, name, ["sh", "-c", script, f"{EXEC_MARKER}={marker}"], user=USER
+            )
+            self.api.exec_start(exec_id)
+
     @_engine_errors
     def exec(
         self,
@@ -580,47 +630,87 @@ class DockerRuntime:
         timeout: float = EXEC_TIMEOUT,
         user: str = USER,
         env: dict[str, str] | None = None,
+        max_output: int = EXEC_MAX_OUTPUT,
     ) -> tuple[int, bytes, bytes]:
         """Run ``cmd`` in the running container. Returns (exit_code, stdout, stderr).
 
         The command is wrapped in coreutils ``timeout``: exit code 124 means it timed out.
+        Output is read as it comes and at most ``max_output`` bytes of it (OutputTooLarge
+        past that: the connection is closed, the command dies on its next write or at its
+        timeout).
         """
         wrapped = ["timeout", "-k", "5", str(int(max(1, timeout))), *cmd]
+        marker = os.urandom(8).hex()
+        environment = {**(env or {}), EXEC_MARKER: marker}
         api = self._long_api(timeout + 10)
+        out, err, total, capped = [], [], 0, False
         try:
             exec_id = self._exec_create(
-                api, name, wrapped, stdout=True, stderr=True, user=user, environment=env or None
+                api, name, wrapped, stdout=True, stderr=True, user=user, environment=environment
             )
-            out, err = api.exec_start(exec_id, demux=True)
+            with _exec_socket(api, exec_id) as frames:
+                for stream_id, data in frames:
+                    total += len(data)
+                    if total > max_output:
+                        capped = True
+                        raise OutputTooLarge(name, max_output)
+                    (err if stream_id == STDERR else out).append(data)
             code = api.exec_inspect(exec_id).get("ExitCode")
         finally:
             api.close()
-        return (code if code is not None else -1), out or b"", err or b""
+            if capped:
+                self._end_exec(name, marker)
+        return (code if code is not None else -1), b"".join(out), b"".join(err)
 
     @_engine_errors
     def exec_stream(
-        self, name: str, cmd: list[str], timeout: float = STREAM_TIMEOUT, user: str = USER
+        self,
+        name: str,
+        cmd: list[str],
+        timeout: float = STREAM_TIMEOUT,
+        user: str = USER,
+        max_bytes: int | None = None,
     ) -> Iterator[bytes]:
         """Run ``cmd`` in the running container and yield its stdout as it comes (stderr is
         dropped). For large outputs, e.g. ``["cat", "/tmp/backup.tar.gz"]``: Docker's archive API
         cannot read the container's tmpfs /tmp, exec can. A non-zero exit raises
         RuntimeErrorBase after the last chunk."""
         wrapped = ["timeout", "-k", "5", str(int(max(1, timeout))), *cmd]
-        exec_id = self._exec_create(self.api, name, wrapped, stdout=True, stderr=False, user=user)
-        return self._exec_stream_iter(exec_id, timeout)
+        marker = os.urandom(8).hex()
+        exec_id = self._exec_create(
+            self.api,
+            name,
+            wrapped,
+            stdout=True,
+            stderr=False,
+            user=user,
+            environment={EXEC_MARKER: marker},
+        )
+        return self._exec_stream_iter(name, exec_id, timeout, max_bytes, marker)
 
-    def _exec_stream_iter(self, exec_id: str, timeout: float) -> Iterator[bytes]:
+    def _exec_stream_iter(
+        self, name: str, exec_id: str, timeout: float, max_bytes: int | None, marker: str
+    ) -> Iterator[bytes]:
         api = self._long_api(timeout + 10)
+        total = 0
+        done = False
         try:
-            for chunk in api.exec_start(exec_id, stream=True, demux=True):
-                out = chunk[0] if isinstance(chunk, tuple) else chunk
-                if out:
-                    yield out
+            with _exec_socket(api, exec_id) as frames:
+                for stream_id, data in frames:
+                    if stream_id == STDERR or not data:
+                        continue
+                    total += len(data)
+                    if max_bytes is not None and total > max_bytes:
+                        raise OutputTooLarge(name, max_bytes)
+                    yield data
+            done = True
             code = api.exec_inspect(exec_id).get("ExitCode")
             if code:
                 raise RuntimeErrorBase(f"streamed command exited {code}")
         finally:
             api.close()
+            if not done:  # capped, or the reader stopped early: end the command too
+                self._end_exec(name, marker)
 
     @_engine_errors
     def logs_tail(self, name: str, lines: int = 200) -> str:

@@ -12,6 +12,17 @@ class RuntimeErrorBase(Exception):
     """Base class of every error a runtime raises (an engine API error not covered below)."""
 
 
+class OutputTooLarge(RuntimeErrorBase):
+    """A command in a container printed more than the caller's cap: the rest was not read (a
+    hostile tenant can make its gateway print gigabytes; the control plane reads a bounded
+    amount and gives up)."""
+
+    def __init__(self, name: str, limit: int):
+        self.name = name
+        self.limit = limit
+        super().__init__(f"output of a command in {name} passed {limit} bytes")
+
+
 class EngineUnavailable(RuntimeErrorBase):
     def __init__(self, base_url: str, detail: str = ""):
         self.base_url = base_url

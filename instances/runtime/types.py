@@ -86,6 +86,8 @@ class ContainerInfo:
     image: str
     host_port: int | None = None
     spec_hash: str | None = None
+    # The container's IPv4 address on its (first) Docker network: what the edge proxy dials.
+    address: str | None = None
 
     def matches(self, spec: ContainerSpec) -> bool:
         return self.image == spec.image and self.spec_hash == spec.spec_hash()
@@ -107,4 +109,6 @@ def state_path(path: str) -> str:
 STOP_TIMEOUT = 30
 EXEC_TIMEOUT = 60
 STREAM_TIMEOUT = 600
+# What `exec` reads of a command's stdout + stderr before it gives up (OutputTooLarge).
+EXEC_MAX_OUTPUT = 16 * 1024 * 1024
 HELPER_TIMEOUT = 120

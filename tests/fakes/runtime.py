@@ -46,11 +46,13 @@ from instances.runtime.errors import (
     ImageMissing,
     NetworkUnsafe,
     NotReady,
+    OutputTooLarge,
     RuntimeErrorBase,
     VolumeNotFound,
 )
 from instances.runtime.types import (
     CONFIG_FILE,
+    EXEC_MAX_OUTPUT,
     EXEC_TIMEOUT,
     HELPER_TIMEOUT,
     MANAGED_LABEL,
@@ -450,21 +452,32 @@ class FakeRuntime:
         timeout: float = EXEC_TIMEOUT,
         user: str = USER,
         env: dict[str, str] | None = None,
+        max_output: int = EXEC_MAX_OUTPUT,
     ) -> tuple[int, bytes, bytes]:
         self._enter("exec", name, tuple(cmd))
         c = self._running(name)
-        return self._run(cmd, FakeFS(self.volumes.get(c.spec.volume_name), c.tmp), user)
+        code, out, err = self._run(cmd, FakeFS(self.volumes.get(c.spec.volume_name), c.tmp), user)
+        if len(out) + len(err) > max_output:
+            raise OutputTooLarge(name, max_output)
+        return code, out, err
 
     def exec_stream(
-        self, name: str, cmd: list[str], timeout: float = STREAM_TIMEOUT, user: str = USER
+        self,
+        name: str,
+        cmd: list[str],
+        timeout: float = STREAM_TIMEOUT,
+        user: str = USER,
+        max_bytes: int | None = None,
     ) -> Iterator[bytes]:
         self._enter("exec_stream", name, tuple(cmd))
         c = self._running(name)
         code, out, _err = self._run(cmd, FakeFS(self.volumes.get(c.spec.volume_name), c.tmp), user)
-        return self._stream(code, out)
+        return self._stream(name, code, out, max_bytes)
 
     @staticmethod
-    def _stream(code: int, out: bytes) -> Iterator[bytes]:
+    def _stream(name: str, code: int, out: bytes, max_bytes: int | None) -> Iterator[bytes]:
+        if max_bytes is not None and len(out) > max_bytes:
+            raise OutputTooLarge(name, max_bytes)
         if out:
             yield out
         if code:

@@ -200,6 +200,16 @@ class VolumeOpenClaw(FakeOpenClaw):
             return 0, self.scratch[argv[1]], b""
         return 1, b"", b"no such file"
 
+    def stream_file(self, path: str, *, max_bytes: int, timeout: int = 1800):
+        from instances.openclaw.client import OpenClawError
+
+        if path not in self.scratch:
+            raise OpenClawError("reading the file failed (RuntimeErrorBase)")
+        data = self.scratch[path]
+        if len(data) > max_bytes:
+            raise OpenClawError(f"the file is larger than {max_bytes} bytes", kind="too_large")
+        yield data
+
     def remove_path(self, path: str) -> None:
         self.scratch = {k: v for k, v in self.scratch.items() if not k.startswith(path)}
 

@@ -87,7 +87,8 @@ class RecordingRuntime:
         self.answers = list(answers)
         self.cmds = []
 
-    def exec(self, name, cmd, timeout=60, user="", env=None):
+    def exec(self, name, cmd, timeout=60, user="", env=None, max_output=None):
+        self.max_output = max_output
         self.cmds.append(cmd)
         return self.answers.pop(0)
 
