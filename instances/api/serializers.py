@@ -53,11 +53,29 @@ def name_field(**kwargs) -> serializers.RegexField:
     return serializers.RegexField(rules.NAME_PATTERN, max_length=rules.NAME_MAX_LENGTH, **kwargs)
 
 
+def price_field() -> serializers.DecimalField:
+    """An own token price (instances/prices.py): USD per million tokens, null for "not set"."""
+    return serializers.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        min_value=0,
+        max_value=100000,
+        required=False,
+        allow_null=True,
+        help_text="Your own price, USD per million tokens, for a model missing from our price "
+        "table (null: not set).",
+    )
+
+
 class InstanceSerializer(serializers.ModelSerializer):
     model_base_url = serializers.CharField(read_only=True)
     status_message = PublicTextField(help_text="What we last observed, in words.")
     has_api_key = serializers.SerializerMethodField(
         help_text="Whether a provider API key is stored (the key itself is never returned)."
+    )
+    price_source = serializers.SerializerMethodField(
+        help_text='Where token prices come from: "own" (the price_* fields), "table" (our price '
+        'table) or "none" (no price: costs show "no price", not $0).'
     )
     endpoint_url = serializers.CharField(
         read_only=True,
@@ -86,6 +104,11 @@ class InstanceSerializer(serializers.ModelSerializer):
             "model_name",
             "model_base_url",
             "has_api_key",
+            "price_input_per_mtok",
+            "price_output_per_mtok",
+            "price_cache_read_per_mtok",
+            "price_cache_write_per_mtok",
+            "price_source",
             "session_idle_days",
             "session_max_count",
             "archive_before_prune",
@@ -97,6 +120,14 @@ class InstanceSerializer(serializers.ModelSerializer):
             "deleted_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=["own", "table", "none"]))
+    def get_price_source(self, obj) -> str:
+        from billing.pricing import own_price, price_for
+
+        if own_price(obj) is not None:
+            return "own"
+        return "table" if price_for(obj.provider, obj.model_name) is not None else "none"
 
     @extend_schema_field(serializers.BooleanField())
     def get_has_api_key(self, obj) -> bool:
@@ -151,6 +182,10 @@ class InstanceCreateSerializer(serializers.Serializer):
     client_name = serializers.CharField(
         required=False, allow_blank=True, max_length=rules.CLIENT_NAME_MAX_LENGTH
     )
+    price_input_per_mtok = price_field()
+    price_output_per_mtok = price_field()
+    price_cache_read_per_mtok = price_field()
+    price_cache_write_per_mtok = price_field()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -188,6 +223,10 @@ class InstanceUpdateSerializer(serializers.Serializer):
     support_transcript_access = serializers.BooleanField()
     memory_mb = memory_field()
     cpus = CpusField()
+    price_input_per_mtok = price_field()
+    price_output_per_mtok = price_field()
+    price_cache_read_per_mtok = price_field()
+    price_cache_write_per_mtok = price_field()
 
     def validate_external_id(self, value):
         value = (value or "").strip() or None
@@ -278,7 +317,7 @@ class OperationDetailSerializer(OperationSerializer):
 
 
 class GatewayTokenSerializer(serializers.Serializer):
-    gateway_token = serializers.CharField(
+    token = serializers.CharField(
         read_only=True, help_text="The new gateway token: shown once, store it now."
     )
     applied = serializers.ChoiceField(

@@ -21,6 +21,7 @@ from accounts import roles
 from accounts.api.base import OrganizationApiViewSet, error_example
 from accounts.tenancy import request_allows
 from fleet.api import Conflict
+from instances import prices as instance_prices
 from instances import public_access, services
 from instances.models import Instance, Operation
 
@@ -173,7 +174,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
     # A sign-in link opens the Control UI with operator power (it shows the transcripts):
     # the caller needs both (checked again in the action).
     action_permissions = {"sign_in_link": roles.VIEW_TRANSCRIPTS, "gateway_token": roles.OPERATE}
-    idempotency_redact = ("gateway_token", "url")
+    idempotency_redact = ("token", "url")
 
     def scope_queryset(self, queryset):
         queryset = queryset.exclude(status=Instance.Status.PURGED)
@@ -211,6 +212,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
             channel_token=values.get("channel_token", ""),
             external_id=values.get("external_id"),
             client_name=values.get("client_name", ""),
+            prices={k: values[k] for k in instance_prices.FIELDS if k in values},
         )
         return self._operation_response(op)
 
@@ -272,7 +274,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
         examples=[
             OpenApiExample(
                 "Rotated",
-                value={"gateway_token": "q3V...", "applied": "hot"},
+                value={"token": "q3V...", "applied": "hot"},
                 response_only=True,
             ),
             _IN_PROGRESS,
@@ -286,7 +288,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
             token = public_access.gateway_token_rotate(actor=self.actor, instance=instance)
         except public_access.GatewayUnavailable as exc:
             raise Conflict(str(exc), code="gateway_unavailable") from exc
-        body = {"gateway_token": token, "applied": "hot" if running else "at next start"}
+        body = {"token": token, "applied": "hot" if running else "at next start"}
         response = Response(GatewayTokenSerializer(body).data)
         response["Cache-Control"] = "no-store"
         return response

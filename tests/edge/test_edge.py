@@ -112,10 +112,10 @@ def test_a_stopped_instance_answers_a_rotation_at_its_next_start(alice_org, api_
     answer = _api(api_for, alice_org).post(f"{API}/instances/{instance.pk}/gateway-token")
     assert answer.status_code == 200, answer.content
     body = answer.json()
-    assert body["applied"] == "at next start" and len(body["gateway_token"]) >= 32
-    assert Instance.objects.get(pk=instance.pk).gateway_token == body["gateway_token"]
+    assert body["applied"] == "at next start" and len(body["token"]) >= 32
+    assert Instance.objects.get(pk=instance.pk).gateway_token == body["token"]
     audit = AuditEvent.objects.get(action="instance.gateway_token_rotated")
-    assert body["gateway_token"] not in str(audit.data)
+    assert body["token"] not in str(audit.data)
     # A sign-in link needs a running assistant.
     link = _api(api_for, alice_org).post(f"{API}/instances/{instance.pk}/sign-in-link")
     assert link.status_code == 409 and link.json()["error"]["code"] == "invalid_state"
