@@ -243,6 +243,8 @@ SPECTACULAR_SETTINGS = {
         "BackupStateEnum": "sessions_mgmt.models.Backup.State",
         "OrganizationKindEnum": "accounts.models.Organization.Kind",
         "OpenclawVersionEnum": "fleet.settings.FLEET_OPENCLAW_VERSIONS",
+        "UsageExportRowKindEnum": "billing.services.exports.ROW_KINDS",
+        "WebhookDeliveryStateEnum": "notifications.models.WebhookDelivery.State",
     },
 }
 
@@ -299,6 +301,8 @@ FLEET_BACKUP_S3_ENDPOINT_URL = env.str("FLEET_BACKUP_S3_ENDPOINT_URL", default="
 FLEET_BACKUP_S3_REGION = env.str("FLEET_BACKUP_S3_REGION", default="")
 FLEET_BACKUP_S3_ACCESS_KEY_ID = env.str("FLEET_BACKUP_S3_ACCESS_KEY_ID", default="")
 FLEET_BACKUP_S3_SECRET_ACCESS_KEY = env.str("FLEET_BACKUP_S3_SECRET_ACCESS_KEY", default="")
+# With DEBUG off backups must go to object storage unless this says the local disk is meant.
+FLEET_BACKUP_LOCAL_IN_PRODUCTION = env.bool("FLEET_BACKUP_LOCAL_IN_PRODUCTION", default=False)
 FLEET_SESSION_SYNC_SECONDS = env.float("FLEET_SESSION_SYNC_SECONDS", default=180.0)
 # The edge proxy (Caddy, docs/edge.md): every live instance answers at
 # https://<instance>-<org>.<FLEET_BASE_DOMAIN>[:FLEET_EDGE_PUBLIC_PORT]. Development: *.localhost
@@ -358,6 +362,12 @@ def _production_problems() -> list[str]:
             problems.append(f"{name} must not be derived from SECRET_KEY")
     if set(FIELD_ENCRYPTION_KEYS) & set(BACKUP_ENCRYPTION_KEYS):
         problems.append("BACKUP_ENCRYPTION_KEY must differ from every FIELD_ENCRYPTION_KEYS key")
+    if not FLEET_BACKUP_S3_BUCKET and not FLEET_BACKUP_LOCAL_IN_PRODUCTION:
+        problems.append(
+            "FLEET_BACKUP_S3_BUCKET is not set: production backups go to object storage, off this "
+            "machine (FLEET_BACKUP_LOCAL_IN_PRODUCTION=true keeps them on this disk, where a "
+            "lost disk loses them)"
+        )
     return problems
 
 

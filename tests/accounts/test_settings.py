@@ -43,6 +43,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         BACKUP_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_hex(16),
+        FLEET_BACKUP_S3_BUCKET="clawfleet-backups",
     )
     env.update(overrides)
     return env
@@ -205,3 +206,10 @@ def test_audit_rows_and_token_last_use_record_the_client_behind_the_proxy(
     request = rf.get("/", **forwarded)
     request.user = AnonymousUser()
     assert services.Actor.from_request(request).ip == "203.0.113.20"
+
+
+def test_with_debug_off_backups_on_the_local_disk_must_be_asked_for():
+    result = manage("check", env=production_env(FLEET_BACKUP_S3_BUCKET=""))
+    assert result.returncode != 0 and "FLEET_BACKUP_S3_BUCKET is not set" in result.stderr
+    meant = production_env(FLEET_BACKUP_S3_BUCKET="", FLEET_BACKUP_LOCAL_IN_PRODUCTION="true")
+    assert manage("check", env=meant).returncode == 0

@@ -206,6 +206,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         BACKUP_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_hex(16),
+        FLEET_BACKUP_S3_BUCKET="clawfleet-backups",
     )
     env.update(overrides)
     return env
