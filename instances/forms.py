@@ -87,6 +87,23 @@ class DeployForm(forms.Form):
         label="CPUs", required=False, max_digits=4, decimal_places=2, help_text="e.g. 1 or 0.5"
     )
 
+    price_input_per_mtok = forms.CharField(
+        label="Input price (USD per million tokens, optional)",
+        required=False,
+        help_text="For a custom or self-hosted model our price table lacks: your own prices "
+        "price its conversations (and OpenClaw's own estimate). Empty: our table's price, or "
+        '"no price".',
+    )
+    price_output_per_mtok = forms.CharField(
+        label="Output price (USD per million tokens, optional)", required=False
+    )
+    price_cache_read_per_mtok = forms.CharField(
+        label="Cache read price (USD per million tokens, optional)", required=False
+    )
+    price_cache_write_per_mtok = forms.CharField(
+        label="Cache write price (USD per million tokens, optional)", required=False
+    )
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["openclaw_version"].widget = forms.Select(choices=version_choices())
@@ -105,7 +122,25 @@ class DeployForm(forms.Form):
             "openclaw_version": data.get("openclaw_version") or None,
             "memory_mb": data.get("memory_mb"),
             "cpus": data.get("cpus"),
+            "prices": {k: data.get(k) or None for k in PRICE_FIELDS},
         }
+
+
+PRICE_FIELDS = (
+    "price_input_per_mtok",
+    "price_output_per_mtok",
+    "price_cache_read_per_mtok",
+    "price_cache_write_per_mtok",
+)
+
+
+class PricesForm(forms.Form):
+    """The instance page's own token prices (instances/prices.py validates them)."""
+
+    price_input_per_mtok = forms.CharField(label="Input, USD per million tokens", required=False)
+    price_output_per_mtok = forms.CharField(label="Output, USD per million tokens", required=False)
+    price_cache_read_per_mtok = forms.CharField(label="Cache read", required=False)
+    price_cache_write_per_mtok = forms.CharField(label="Cache write", required=False)
 
 
 class UpgradeForm(forms.Form):

@@ -97,6 +97,20 @@ class Instance(models.Model):
     provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.OPENAI)
     model_name = models.CharField(max_length=100, default="gpt-4o-mini")
     model_base_url = models.URLField(max_length=300, blank=True)
+    # The customer's own prices, USD per million tokens, for a model our price table lacks (a
+    # custom endpoint, a self-hosted model). Set: they win over the table; unset: the table's.
+    price_input_per_mtok = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    price_output_per_mtok = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    price_cache_read_per_mtok = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    price_cache_write_per_mtok = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True
+    )
     provider_api_key = EncryptedTextField(blank=True)
     channel_token = EncryptedTextField(blank=True)
     gateway_token = EncryptedTextField()

@@ -40,6 +40,7 @@ from accounts.services import Actor, audit
 from fleet import hooks
 
 from . import edge, placement, rules
+from . import prices as instance_prices
 from .models import Host, Instance, Operation
 from .operations import OperationInProgress, active_operation, operation_request
 from .specs import image_for  # noqa: F401 - part of this module's API (sessions_mgmt uses it)
@@ -204,8 +205,10 @@ def instance_deploy(
     channel_token: str = "",
     external_id: str | None = None,
     client_name: str = "",
+    prices: dict | None = None,
 ) -> Operation:
     """Validate, record the Instance (placed on a host with a port) and a deploy Operation.
+    `prices`: the instance's own token prices (instances.prices.FIELDS), for custom models.
 
     Raises ValidationError with one message per field; nothing is created then."""
     from billing.entitlements import plan_for, retention_for
@@ -268,6 +271,7 @@ def instance_deploy(
             f"The external id {external_id} is taken in this organization.", code="taken"
         )
 
+    own_prices = instance_prices.parse(prices or {}, errors)
     _check_plan(organization, memory, cpu_count, errors)
     if errors:
         raise ValidationError(errors)
@@ -290,6 +294,7 @@ def instance_deploy(
         session_idle_days=retention["session_idle_days"],
         session_max_count=retention["session_max_count"],
         created_by=actor.user,
+        **own_prices,
     )
     try:
         placement.place(instance)
@@ -556,6 +561,7 @@ UPDATABLE_FIELDS = {
     "support_transcript_access",
     "memory_mb",
     "cpus",
+    *instance_prices.FIELDS,
 }
 
 
@@ -603,6 +609,7 @@ def instance_update(*, actor: Actor, instance: Instance, **fields) -> Instance:
     for key in ("archive_before_prune", "support_transcript_access"):
         if key in fields:
             changes[key] = bool(fields[key])
+    changes.update(instance_prices.parse(fields, errors))  # OpenClaw's config: at next start
     resized = False
     if "memory_mb" in fields or "cpus" in fields:
         memory = _parse_memory(fields.get("memory_mb", fresh.memory_mb), errors)

@@ -79,10 +79,10 @@ def base_url_for(instance: Instance) -> str:
 def prices_for(instance: Instance) -> dict:
     """Our price table's numbers, so OpenClaw's own cost estimates match our ledger."""
     try:
-        from billing.pricing import config_prices
+        from billing.pricing import config_prices, own_price
     except ImportError:  # pragma: no cover - billing always ships with instances
         return {}
-    return config_prices(instance.provider, instance.model_name)
+    return config_prices(instance.provider, instance.model_name, own=own_price(instance))
 
 
 def config_for(instance: Instance) -> dict:

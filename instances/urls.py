@@ -14,6 +14,7 @@ urlpatterns = [
     path("<uuid:pk>/token/", views.reveal_token, name="reveal_token"),
     path("<uuid:pk>/open/", views_edge.open_assistant, name="open_assistant"),
     path("<uuid:pk>/upgrade/", views.instance_upgrade, name="upgrade"),
+    path("<uuid:pk>/prices/", views.instance_prices, name="prices"),
     path("<uuid:pk>/delete/", views.instance_delete, name="delete"),
     *[
         path(f"<uuid:pk>/{action}/", views.instance_action, {"action": action}, name=action)

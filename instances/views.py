@@ -34,7 +34,15 @@ from accounts.services import Actor
 from accounts.views import current_membership
 
 from . import gateway_calls, runtime, selectors, services
-from .forms import PROVIDER_HINTS, DeleteForm, DeployForm, RevealTokenForm, UpgradeForm
+from .forms import (
+    PRICE_FIELDS,
+    PROVIDER_HINTS,
+    DeleteForm,
+    DeployForm,
+    PricesForm,
+    RevealTokenForm,
+    UpgradeForm,
+)
 from .models import Instance, Operation
 from .operations import OperationInProgress
 
@@ -374,8 +382,45 @@ def instance_detail(request, pk):
         "gone": instance.status in GONE_STATUSES,
         "cost_mtd": cost_mtd,
         "grace_days": settings.FLEET_DELETE_GRACE_DAYS,
+        "prices_form": PricesForm(
+            initial={k: getattr(instance, k) for k in PRICE_FIELDS}, prefix="prices"
+        ),
+        "price_source": _price_source(instance),
     }
     return render(request, "instances/detail.html", context)
+
+
+def _price_source(instance) -> str:
+    """"own", "table" or "none" (the page then says "no price" rather than $0)."""
+    from billing.pricing import own_price, price_for
+
+    if own_price(instance) is not None:
+        return "own"
+    return "table" if price_for(instance.provider, instance.model_name) is not None else "none"
+
+
+@login_required
+@require_POST
+def instance_prices(request, pk):
+    """The instance's own token prices (instances/prices.py; services.instance_update)."""
+    _, instance = get_instance_for_user(request, pk, roles.OPERATE)
+    form = PricesForm(request.POST, prefix="prices")
+    form.is_valid()
+    try:
+        services.instance_update(
+            actor=Actor.from_request(request),
+            instance=instance,
+            **{k: form.cleaned_data.get(k) or None for k in PRICE_FIELDS},
+        )
+    except ValidationError as exc:
+        _service_error(request, exc)
+    else:
+        messages.success(
+            request,
+            "Prices saved: new conversations are priced with them (OpenClaw's own estimate from "
+            "its next start).",
+        )
+    return redirect("instances:detail", pk=instance.pk)
 
 
 @login_required

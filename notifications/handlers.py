@@ -131,7 +131,7 @@ def on_channel_health(*, channel, healthy, reason="", **_):
             "channel": {
                 "id": str(getattr(channel, "pk", "")),
                 "kind": str(getattr(channel, "kind", "") or getattr(channel, "type", "")),
-                "name": str(getattr(channel, "name", "") or ""),
+                "name": str(getattr(channel, "bot_name", "") or getattr(channel, "name", "") or ""),
             },
             "reason": public_text(reason or "") or "",
         },

@@ -5,6 +5,7 @@ the chain, never reads Session itself."""
 
 from __future__ import annotations
 
+from billing.pricing import own_price
 from billing.services.usage import SessionTotals, session_usage_record
 from fleet import hooks
 
@@ -28,6 +29,7 @@ def session_usage(*, day, start, end) -> None:
                 output_tokens=s.output_tokens,
                 cache_read_tokens=s.cache_read_tokens,
                 cache_write_tokens=s.cache_write_tokens,
+                own_price=own_price(s.instance),
             )
             for s in sessions
         ],

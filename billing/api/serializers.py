@@ -6,6 +6,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from billing import rules
+from billing.services import exports
 
 
 def _usd(**kwargs):
@@ -88,7 +89,7 @@ class UsageExportQuerySerializer(UsageQuerySerializer):
 class UsageExportRowSerializer(serializers.Serializer):
     """One row: the grouping's key columns, then the measures (every column is in `columns`)."""
 
-    kind = serializers.ChoiceField(choices=["llm", "compute"], required=False)
+    kind = serializers.ChoiceField(choices=list(exports.ROW_KINDS), required=False)
     client = serializers.CharField(required=False, allow_blank=True)
     instance_id = serializers.CharField(required=False)
     instance_name = serializers.CharField(required=False)

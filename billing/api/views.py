@@ -173,10 +173,16 @@ _EXPORT_CSV = (
         ),
     ],
 )
-class UsageExportViewSet(UsageViewSet):
+class UsageExportViewSet(OrganizationApiViewSet):
     """GET /api/v1/usage/export: the usage endpoint's ledger, row by row (the totals agree with
     it to the cent). `format` is our own parameter, not DRF's renderer override: errors are
     always the JSON error shape."""
+
+    queryset = UsageDay.objects.all()
+    permission_classes = [permissions.IsAuthenticated, ScopedPermission, BillingScopePermission]
+    action_permissions = {"retrieve": roles.VIEW_USAGE}
+    pagination_class = None
+    filter_backends: list = []
 
     def perform_content_negotiation(self, request, force=False):
         return (JSONRenderer(), JSONRenderer.media_type)

@@ -33,6 +33,7 @@ from django.db.models import Exists, F, OuterRef, Sum
 
 from ..models import SessionUsageDay, UsageDay
 
+ROW_KINDS = ("llm", "compute")  # grouped by session, model or channel
 GROUPS = ("client", "instance", "session", "model", "channel")
 FORMATS = ("csv", "json")
 CHUNK = 2000

@@ -47,6 +47,7 @@ class SessionTotals:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    own_price: pricing.OwnPrice | None = None  # the instance's own prices, if it has any
 
 
 def session_usage_record(*, day: dt.date, sessions: Iterable[SessionTotals]) -> int:
@@ -74,6 +75,7 @@ def session_usage_record(*, day: dt.date, sessions: Iterable[SessionTotals]) -> 
             delta["cache_read_tokens"],
             delta["cache_write_tokens"],
             day,
+            own=s.own_price,
         )
         SessionUsageDay.objects.update_or_create(
             session_id=s.session_id,

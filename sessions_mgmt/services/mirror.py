@@ -72,9 +72,10 @@ def _full_sync_key(instance) -> str:
 
 
 def _price(instance, usage, row) -> tuple:
-    from billing.pricing import price_for, price_usage
+    from billing.pricing import own_price, price_for, price_usage
 
     at = usage.last_activity or row.last_activity_at or timezone.now()
+    own = own_price(instance)  # the customer's own prices win over our table
     parts = usage.by_model or [
         (usage.provider or row.provider, usage.model or row.model, usage.input, usage.output)
         + (usage.cache_read, usage.cache_write)
@@ -84,7 +85,7 @@ def _price(instance, usage, row) -> tuple:
         # OpenClaw names our provider entry as the instance config does; our price table is keyed
         # by the real provider. Use OpenClaw's id when we have a price under it.
         prov = provider if provider and price_for(provider, model, at) else instance.provider
-        total += price_usage(prov, model, inp, out, cr, cw, at=at)
+        total += price_usage(prov, model, inp, out, cr, cw, at=at, own=own)
     return total
 
 

@@ -132,7 +132,13 @@ def within_business_rules(case, organization) -> None:
         external_id = body.get("external_id")
         if _text(external_id) and taken.filter(external_id=external_id).exists():
             body["external_id"] = uuid.uuid4().hex
-    if label == "GET /api/v1/usage" and isinstance(case.query, dict):
+    if label in ("POST /api/v1/webhooks", "PATCH /api/v1/webhooks/{id}") and body is not None:
+        # "your own server on the internet": the egress rule refuses private/reserved addresses
+        if _text(body.get("url")):
+            body["url"] = "https://hooks.example.com/clawfleet"
+    if label in ("GET /api/v1/usage", "GET /api/v1/usage/export") and isinstance(
+        case.query, dict
+    ):
         # "from on or before to, at most 366 days at a time"
         start, end = _date(case.query.get("from")), _date(case.query.get("to"))
         end_or_today = end or timezone.localdate()
