@@ -52,7 +52,7 @@ class TelegramPeer:
         with self.cond:
             bot_id = self._next_bot
             self._next_bot += 1
-            token = f"{bot_id}:AA{username.replace('_', '')}Secret0123456789abcdef"
+            token = f"{bot_id}:AA{username.replace('_', '')}".ljust(46, "x") + "Secret"
             self.bots[token] = Bot(id=bot_id, username=username, token=token)
             return token
 
