@@ -139,6 +139,8 @@ def public_origin(instance: Instance) -> str:
 def endpoint_url(instance: Instance) -> str | None:
     """The public address of a live instance (None once it is deleted); assigns the label of
     an instance made before labels existed."""
+    if not enabled():
+        return None
     if instance.status in GONE or instance.desired_state == Instance.DesiredState.DELETED:
         return None
     return public_origin(instance)

@@ -188,6 +188,8 @@ class Instance(models.Model):
     @property
     def endpoint_url(self) -> str | None:
         """The public HTTPS address through the edge proxy (instances/edge.py), once known."""
+        if not settings.FLEET_EDGE_ADMIN_URL:  # the edge is off
+            return None
         if not self.edge_label or not self.is_live or self.status == self.Status.DELETING:
             return None
         if self.desired_state == self.DesiredState.DELETED:

@@ -148,3 +148,13 @@ def test_the_proxy_answers_branded_pages_and_never_a_container_without_one(alice
     assert request(edge.public_origin(stopped) + "/", ctx).status == 404
     ids = [r.get("@id") for r in edge.routes()]
     assert edge.route_id(stopped.pk) not in ids and edge.route_id(paused.pk) in ids
+
+
+@pytest.mark.django_db
+def test_with_the_edge_off_there_is_no_public_address_and_no_route(alice_org, settings):
+    instance = InstanceFactory(organization=alice_org, name="support")
+    edge.label_for(instance)
+    settings.FLEET_EDGE_ADMIN_URL = ""
+    assert Instance.objects.get(pk=instance.pk).endpoint_url is None
+    assert edge.endpoint_url(instance) is None
+    assert edge.sync_instance(instance) == "disabled"
