@@ -35,13 +35,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.services import SYSTEM, Actor, audit
+from fleet import hooks
 from instances.models import Instance, InstanceEvent, Operation
 from instances.openclaw.client import OpenClawError
 from instances.operations import OperationError, operation_request
 
 from .. import backup_store, selectors
 from ..models import Backup
-from . import access
+from . import access, quotas
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +391,10 @@ def backup_create_now(
             raise
         raise OperationError(public, f"{type(exc).__name__}: {exc}") from exc
     backup.refresh_from_db()
+    try:
+        quotas.report_disk_usage(instance=instance, backup=backup)
+    except Exception:  # noqa: BLE001 - a report never fails the backup it follows
+        log.warning("could not check the disk allowance of %s", instance.pk)
     return backup
 
 
@@ -399,6 +404,8 @@ def backup_request(*, actor: Actor, instance: Instance, kind: str = "manual") ->
         raise ValidationError({"kind": "Unknown backup kind."})
     if not instance.is_live:
         raise ValidationError("This instance is deleted.")
+    if kind == Backup.Kind.MANUAL:
+        quotas.check_manual_backup(instance)
     with transaction.atomic():
         op = operation_request(
             actor=actor, instance=instance, kind=Operation.Kind.BACKUP, params={"kind": kind}
@@ -610,6 +617,7 @@ def check_backup_freshness(*, now=None) -> list[Instance]:
                 [email],
                 fail_silently=True,
             )
+        hooks.run("backup.missing", instance=instance, last_backup_at=last, hours=FRESHNESS_HOURS)
         overdue.append(instance)
     return overdue
 

@@ -448,3 +448,25 @@ def test_an_unknown_event_type_is_a_field_error(api_for, alice_org):
     )
     assert response.status_code == 400
     assert list(response.json()["error"]["fields"]) == ["events"]
+
+
+@pytest.mark.django_db
+def test_a_backup_missing_for_26_hours_is_an_event_and_an_email(
+    alice, alice_org, receiver, django_capture_on_commit_callbacks
+):
+    from instances.models import Instance
+    from sessions_mgmt.services import backups
+
+    _endpoint(alice_org, receiver.url, [events.BACKUP_MISSING])
+    from tests.factories import HostFactory
+
+    bot = InstanceFactory(organization=alice_org, name="never-backed-up", host=HostFactory())
+    Instance.objects.filter(pk=bot.pk).update(created_at=timezone.now() - timedelta(days=3))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert backups.check_backup_freshness() == [bot]
+    (delivery,) = WebhookDelivery.objects.filter(event_type="backup.missing")
+    data = json.loads(delivery.body)["data"]
+    assert data["instance"]["name"] == "never-backed-up" and data["hours"] == 26
+    services.delivery_attempt(delivery_id=delivery.pk)  # what the worker's task does
+    assert receiver.requests[0].headers["Clawfleet-Event"] == "backup.missing"
+    assert any("No backup for 26 hours" in m.subject for m in mail.outbox)
