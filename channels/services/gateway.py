@@ -66,9 +66,15 @@ def apply(channel: Channel, client: OpenClawClient | None = None) -> list[str]:
     existing = oc.get_path(current.get("config") or {}, f"channels.{channel.kind}") or {}
     patch_section = {key: None for key in existing if key not in section}
     patch_section.update(section)
-    patch = {"channels": {channel.kind: patch_section}, "plugins": desired["plugins"]}
+    patch = {"channels": {channel.kind: patch_section}, "plugins": dict(desired["plugins"])}
+    replace = oc.channel_array_paths(channel.kind)
+    plugin_dir = oc.CHANNEL_PLUGIN_DIRS.get(channel.kind)
+    if plugin_dir:
+        paths = list(oc.get_path(current.get("config") or {}, oc.PLUGIN_LOAD_PATHS) or [])
+        if plugin_dir not in paths:
+            patch["plugins"]["load"] = {"paths": [*paths, plugin_dir]}
     params = {"raw": json.dumps(patch), "baseHash": current.get("hash") or "", "note": "clawfleet"}
-    params["replacePaths"] = oc.channel_array_paths(channel.kind)
+    params["replacePaths"] = replace
     answer = client.call("config.patch", params, retries=1)
     return list(answer.get("changedPaths") or [])
 
@@ -79,7 +85,15 @@ def remove(channel: Channel, client: OpenClawClient | None = None) -> list[str]:
     patch: dict = {}
     for path in oc.channel_owned_paths(channel.kind):
         oc.set_path(patch, path, None)
-    changed = _patch(client, patch, oc.channel_array_paths(channel.kind))
+    replace = oc.channel_array_paths(channel.kind)
+    plugin_dir = oc.CHANNEL_PLUGIN_DIRS.get(channel.kind)
+    if plugin_dir:
+        current = client.call("config.get", {})
+        paths = list(oc.get_path(current.get("config") or {}, oc.PLUGIN_LOAD_PATHS) or [])
+        if plugin_dir in paths:
+            oc.set_path(patch, oc.PLUGIN_LOAD_PATHS, [p for p in paths if p != plugin_dir])
+            replace.append(oc.PLUGIN_LOAD_PATHS)
+    changed = _patch(client, patch, replace)
     drop_backup_copies(client)
     return changed
 

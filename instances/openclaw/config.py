@@ -260,6 +260,14 @@ CHANNEL_SECRET_PATHS: dict[str, tuple[str, ...]] = {
     "discord": ("channels.discord.token",),
     "slack": ("channels.slack.botToken", "channels.slack.appToken"),
 }
+# Channel plugins that are separate npm packages, baked into our image (images/openclaw/build.sh)
+# and loaded through `plugins.load.paths` (an array the user may extend: we add and remove only
+# our own entry).
+CHANNEL_PLUGIN_DIRS: dict[str, str] = {
+    "discord": "/opt/openclaw/node_modules/@openclaw/discord",
+    "slack": "/opt/openclaw/node_modules/@openclaw/slack",
+}
+PLUGIN_LOAD_PATHS = "plugins.load.paths"
 # Arrays under a channel section: a merge patch that drops or replaces them must name them.
 CHANNEL_ARRAY_PATHS: tuple[str, ...] = ("channels.{kind}.allowFrom",)
 
