@@ -23,6 +23,8 @@ MAX_ALLOW_FROM = 200
 def _role(actor: Actor, organization) -> str | None:
     if actor.user is None:
         return roles.Role.OWNER if actor.token is None else None
+    if actor.via == "admin" and actor.user.is_staff:
+        return roles.Role.OWNER  # the staff admin (its own permission checked by the admin)
     from accounts.models import Membership
 
     return (
