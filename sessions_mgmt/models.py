@@ -132,6 +132,11 @@ class Backup(models.Model):
     def __str__(self):
         return f"{self.get_kind_display()} backup of {self.instance} ({self.state})"
 
+    @property
+    def restorable(self) -> bool:
+        """A restore can choose it (selectors.restorable_backups is the queryset form)."""
+        return self.state == self.State.SUCCEEDED and bool(self.storage_name)
+
 
 class BackupProof(models.Model):
     """One nightly proof: a backup restored into a scratch volume with no network and checked

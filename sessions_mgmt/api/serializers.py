@@ -83,6 +83,10 @@ class BackupSerializer(serializers.ModelSerializer):
     instance_name = serializers.CharField(read_only=True)
     operation = serializers.UUIDField(source="operation_id", read_only=True, allow_null=True)
     error = PublicTextField(help_text="Why it failed, for people (empty unless it failed).")
+    restorable = serializers.BooleanField(
+        read_only=True,
+        help_text="A restore can choose this point (nightly, point in time, manual or safety).",
+    )
 
     class Meta:
         model = Backup
@@ -92,6 +96,7 @@ class BackupSerializer(serializers.ModelSerializer):
             "instance_name",
             "kind",
             "state",
+            "restorable",
             "size_bytes",
             "sha256",
             "session_count",

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from accounts.services import SYSTEM
 from instances.operations import run_operation
-from sessions_mgmt import selectors, services, tasks
+from sessions_mgmt import selectors, tasks
 from sessions_mgmt.models import Backup
 from sessions_mgmt.services import proofs
 
@@ -47,7 +47,19 @@ def point(instance) -> Backup:
 
 
 def restore(instance, backup):
-    op = run_operation(services.restore_request(actor=SYSTEM, instance=instance, backup=backup).pk)
+    """The restore operation, run here rather than on the worker (whose environment does not
+    point at this test's S3 server): the same handler, requested without enqueueing."""
+    from instances.models import Operation
+    from instances.operations import operation_request
+
+    op = operation_request(
+        actor=SYSTEM,
+        instance=instance,
+        kind=Operation.Kind.RESTORE,
+        params={"backup_id": str(backup.pk)},
+        enqueue=False,
+    )
+    op = run_operation(op.pk)
     assert op.state == "succeeded", (op.error_detail, op.steps)
     instance.refresh_from_db()
     return op
