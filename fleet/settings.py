@@ -245,6 +245,9 @@ SPECTACULAR_SETTINGS = {
         "OpenclawVersionEnum": "fleet.settings.FLEET_OPENCLAW_VERSIONS",
         "UsageExportRowKindEnum": "billing.services.exports.ROW_KINDS",
         "WebhookDeliveryStateEnum": "notifications.models.WebhookDelivery.State",
+        "ChannelKindEnum": "channels.models.Channel.Kind",
+        "ChannelStatusEnum": "channels.models.Channel.Status",
+        "ChannelDmPolicyEnum": "channels.models.Channel.DmPolicy",
     },
 }
 
@@ -294,6 +297,9 @@ FLEET_BACKUP_CONCURRENCY = env.int("FLEET_BACKUP_CONCURRENCY", default=2)
 FLEET_BACKUP_SCRATCH_DIR = env.str("FLEET_BACKUP_SCRATCH_DIR", default="")
 # Days the volume copy taken before a restore is kept.
 FLEET_PRERESTORE_KEEP_DAYS = env.int("FLEET_PRERESTORE_KEEP_DAYS", default=7)
+# Per instance and hour (sessions_mgmt/services/quotas.py): manual backups and restores.
+FLEET_MANUAL_BACKUPS_PER_HOUR = env.int("FLEET_MANUAL_BACKUPS_PER_HOUR", default=6)
+FLEET_RESTORES_PER_HOUR = env.int("FLEET_RESTORES_PER_HOUR", default=3)
 # Backups in S3-compatible storage (django-storages, needs boto3) when a bucket is set.
 FLEET_BACKUP_S3_BUCKET = env.str("FLEET_BACKUP_S3_BUCKET", default="")
 FLEET_BACKUP_S3_PREFIX = env.str("FLEET_BACKUP_S3_PREFIX", default="backups")

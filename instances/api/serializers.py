@@ -170,7 +170,9 @@ class InstanceCreateSerializer(serializers.Serializer):
         allow_blank=True,
         max_length=500,
         style={"input_type": "password"},
-        help_text="A chat channel bot token (e.g. Telegram). Never returned.",
+        help_text="A Telegram bot token: checked with Telegram (getMe) first, a refused one is "
+        "a 400 and nothing is deployed; it becomes the instance's Telegram channel "
+        "(/instances/{id}/channels). Never returned.",
     )
     external_id = serializers.CharField(
         required=False,

@@ -35,6 +35,23 @@ def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(scope="session")
+def _telegram_peer():
+    """The local Telegram Bot API peer (tests/channels): a deploy's channel_token is checked
+    with getMe; it knows the token test_instances.DEPLOY carries."""
+    from tests.channels.telegram_peer import TelegramPeer
+
+    peer = TelegramPeer(["127.0.0.1"]).start()
+    peer.add_bot("acme_api_bot", token="700123456:AAacmeTelegramTokenForTheApiTests0123")
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(autouse=True)
+def _telegram_at_the_peer(_telegram_peer, settings):
+    settings.FLEET_TELEGRAM_API_ROOT = _telegram_peer.url_for("127.0.0.1")
+
+
 @pytest.fixture(autouse=True)
 def no_enqueue(monkeypatch):
     """Fail loudly if anything tries to enqueue an operation (that would start a container)."""

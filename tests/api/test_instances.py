@@ -11,7 +11,7 @@ DEPLOY = {
     "provider": "openai",
     "model_name": "gpt-4o-mini",
     "api_key": "sk-acme-secret-key",
-    "channel_token": "tg-acme-secret",
+    "channel_token": "700123456:AAacmeTelegramTokenForTheApiTests0123",
     "external_id": "client-4711",
     "client_name": "Acme Ltd",
 }
@@ -28,7 +28,7 @@ def test_deploy_answers_202_with_the_queued_deploy_operation(world):
     assert instance.external_id == "client-4711"
     assert instance.provider_api_key == "sk-acme-secret-key"  # stored (encrypted at rest)
     assert "sk-acme-secret-key" not in response.content.decode()
-    assert "tg-acme-secret" not in response.content.decode()
+    assert DEPLOY["channel_token"] not in response.content.decode()
 
 
 def test_deploy_records_who_asked_the_token_not_a_fake_user(world):
@@ -52,7 +52,7 @@ def test_no_secret_is_ever_returned_for_an_instance(world):
     ]
     for page in pages:
         text = page.decode()
-        for secret in ("sk-acme-secret-key", "tg-acme-secret", world.running.gateway_token):
+        for secret in ("sk-acme-secret-key", DEPLOY["channel_token"], world.running.gateway_token):
             assert secret not in text
         for key in ('"api_key"', "provider_api_key", "gateway_token", '"channel_token"'):
             assert key not in text

@@ -48,11 +48,11 @@ class TelegramPeer:
     def url_for(self, host: str) -> str:
         return f"http://{host}:{self.port}"
 
-    def add_bot(self, username: str) -> str:
+    def add_bot(self, username: str, token: str | None = None) -> str:
         with self.cond:
-            bot_id = self._next_bot
+            bot_id = int(token.split(":")[0]) if token else self._next_bot
             self._next_bot += 1
-            token = f"{bot_id}:AA{username.replace('_', '')}".ljust(46, "x") + "Secret"
+            token = token or f"{bot_id}:AA{username.replace('_', '')}".ljust(46, "x") + "Secret"
             self.bots[token] = Bot(id=bot_id, username=username, token=token)
             return token
 
