@@ -178,6 +178,17 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
             swapped = True
             runtime.copy_volume(fresh, instance.volume_name, image)
             runtime.remove_volume(fresh)
+        with step(op, "Write the owned configuration"):
+            # The backup's openclaw.json may predate a token rotation or an address change:
+            # the owned paths (token, public origin, model...) are today's (issue 13).
+            runtime.write_config(
+                instance.volume_name,
+                image,
+                specs.config_for(instance),
+                specs.owned_paths_for(instance),
+                validate=False,
+                secrets=specs.secrets_of(instance),
+            )
     except Exception:
         if swapped:  # the instance volume may be half-written: put the kept copy back
             log.warning("restore swap failed for %s; putting the previous state back", instance.pk)

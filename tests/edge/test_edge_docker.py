@@ -88,8 +88,25 @@ def test_the_public_address_follows_the_instance_through_its_life(
     )
     assert spoofed.status == 404
 
+    # Upgrade and restore keep the address.
+    op = wait_for_operation(
+        services.instance_upgrade(actor=SYSTEM, instance=instance, version="2026.9.6"),
+        OPERATION_TIMEOUT,
+    )
+    assert op.state == "succeeded", (op.error, op.steps)
+    assert edge.endpoint_url(Instance.objects.get(pk=instance.pk)) == url
+    assert chat(url, ctx, instance.gateway_token, "after the upgrade").status == 200
+    from sessions_mgmt import services as sessions_services
+    from sessions_mgmt.models import Backup
+
+    op = wait_for_operation(
+        sessions_services.backup_request(actor=SYSTEM, instance=instance), OPERATION_TIMEOUT
+    )
+    assert op.state == "succeeded", (op.error, op.steps)
+    backup = Backup.objects.filter(instance=instance, state="succeeded").latest("created_at")
+
     # Rotating the token: the old one is refused through the proxy at once, the new one works,
-    # and the container was not restarted.
+    # and the container was not restarted. (After the backup: the restore must keep it.)
     started = docker_runtime.inspect(instance.container_name).started_at
     old_token = instance.gateway_token
     new_token = public_access.gateway_token_rotate(actor=SYSTEM, instance=instance)
@@ -100,28 +117,13 @@ def test_the_public_address_follows_the_instance_through_its_life(
     instance.refresh_from_db()
     assert instance.gateway_token == new_token
 
-    # Upgrade and restore keep the address.
-    op = wait_for_operation(
-        services.instance_upgrade(actor=SYSTEM, instance=instance, version="2026.9.6"),
-        OPERATION_TIMEOUT,
-    )
-    assert op.state == "succeeded", (op.error, op.steps)
-    assert edge.endpoint_url(Instance.objects.get(pk=instance.pk)) == url
-    assert chat(url, ctx, new_token, "after the upgrade").status == 200
-    from sessions_mgmt import services as sessions_services
-    from sessions_mgmt.models import Backup
-
-    op = wait_for_operation(
-        sessions_services.backup_request(actor=SYSTEM, instance=instance), OPERATION_TIMEOUT
-    )
-    assert op.state == "succeeded", (op.error, op.steps)
-    backup = Backup.objects.filter(instance=instance, state="succeeded").latest("created_at")
     op = wait_for_operation(
         sessions_services.restore_request(actor=SYSTEM, instance=instance, backup=backup),
         OPERATION_TIMEOUT,
     )
     assert op.state == "succeeded", (op.error, op.steps)
     assert chat(url, ctx, new_token, "after the restore").status == 200
+    assert chat(url, ctx, old_token, "old token after the restore").status == 401
     instance.refresh_from_db()
 
     # Stop: the branded page with 503; start: it answers again.
