@@ -93,6 +93,17 @@ def own_price(obj) -> OwnPrice | None:
     return OwnPrice(**{k: Decimal(v) if v is not None else ZERO for k, v in values.items()})
 
 
+def priced_models(at=None) -> set[tuple[str, str]]:
+    """Every (provider, model) our table prices on `at`, in one query (for lists of instances)."""
+    day = _as_date(at)
+    return set(ModelPrice.objects.filter(effective_from__lte=day).values_list("provider", "model"))
+
+
+def in_table(provider: str, model: str, known: set[tuple[str, str]]) -> bool:
+    """price_for(...) is not None, answered from priced_models() without a query."""
+    return any(pair in known for pair in _candidates(provider, model))
+
+
 def has_price(provider: str, model: str, own: OwnPrice | None = None, at=None) -> bool:
     """Whether tokens of this model can be priced: own prices, or a row of our table. A model
     without either is shown as "no price", never as $0."""

@@ -53,18 +53,35 @@ def name_field(**kwargs) -> serializers.RegexField:
     return serializers.RegexField(rules.NAME_PATTERN, max_length=rules.NAME_MAX_LENGTH, **kwargs)
 
 
-def price_field() -> serializers.DecimalField:
-    """An own token price (instances/prices.py): USD per million tokens, null for "not set"."""
-    return serializers.DecimalField(
-        max_digits=10,
-        decimal_places=4,
-        min_value=0,
-        max_value=100000,
-        required=False,
-        allow_null=True,
-        help_text="Your own price, USD per million tokens, for a model missing from our price "
-        "table (null: not set).",
-    )
+class PriceField(serializers.DecimalField):
+    """An own token price (instances/prices.py): USD per million tokens from 0 to 100000, null for
+    "not set"; any number in that range is accepted, as the schema says, rounded to 4 decimals."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            max_digits=10,
+            decimal_places=4,
+            min_value=0,
+            max_value=100000,
+            coerce_to_string=False,
+            rounding=ROUND_HALF_UP,
+            required=False,
+            allow_null=True,
+            help_text="Your own price, USD per million tokens, for a model missing from our "
+            "price table (null: not set).",
+            **kwargs,
+        )
+
+    def validate_precision(self, value):
+        if not 0 <= value <= 100000:
+            raise serializers.ValidationError(
+                "Enter a price from 0 to 100000 USD per million tokens.", code="max_value"
+            )
+        return value
+
+
+def price_field() -> PriceField:
+    return PriceField()
 
 
 class InstanceSerializer(serializers.ModelSerializer):
@@ -123,11 +140,14 @@ class InstanceSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ChoiceField(choices=["own", "table", "none"]))
     def get_price_source(self, obj) -> str:
-        from billing.pricing import own_price, price_for
+        from billing.pricing import in_table, own_price, priced_models
 
         if own_price(obj) is not None:
             return "own"
-        return "table" if price_for(obj.provider, obj.model_name) is not None else "none"
+        root = self.root  # one price table query per response, however many instances
+        if not hasattr(root, "_priced_models"):
+            root._priced_models = priced_models()
+        return "table" if in_table(obj.provider, obj.model_name, root._priced_models) else "none"
 
     @extend_schema_field(serializers.BooleanField())
     def get_has_api_key(self, obj) -> bool:
