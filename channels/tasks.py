@@ -13,14 +13,14 @@ from .models import Channel
 from .services import gateway, health
 
 log = logging.getLogger(__name__)
-S = Channel.Status
+CS = Channel.Status
 
 
 def apply_channel(channel_id: str) -> Channel | None:
     channel = (
         Channel.objects.select_related("instance", "organization").filter(pk=channel_id).first()
     )
-    if channel is None or channel.status == S.REMOVING:
+    if channel is None or channel.status == CS.REMOVING:
         return channel
     instance = channel.instance
     if instance.status != "running":
@@ -62,7 +62,7 @@ def check_channels_of(instance_id) -> None:
     # applied, those marked for removal removed; then one health read for the rest.
     pending = Channel.objects.filter(instance=instance)
     for channel_id, status, applied in pending.values_list("pk", "status", "applied_at"):
-        if status == S.REMOVING:
+        if status == CS.REMOVING:
             remove_channel(str(channel_id))
         elif applied is None and instance.status == "running":
             apply_channel(str(channel_id))
@@ -98,7 +98,7 @@ def check_instance_channels_task(instance_id: str):
 def check_all_channels():
     """Fan out one health check per instance with channels (each one channels.status call)."""
     ids = (
-        Channel.objects.exclude(status=S.REMOVING).values_list("instance_id", flat=True).distinct()
+        Channel.objects.exclude(status=CS.REMOVING).values_list("instance_id", flat=True).distinct()
     )
     for instance_id in ids:
         check_instance_channels_task.delay(str(instance_id))

@@ -27,9 +27,9 @@ from ..models import Channel
 from . import gateway
 
 log = logging.getLogger(__name__)
-S = Channel.Status
+CS = Channel.Status
 SETTLE_SECONDS = 25
-_LIVE = (S.APPLYING, S.HEALTHY, S.STOPPED)
+_LIVE = (CS.APPLYING, CS.HEALTHY, CS.STOPPED)
 STATUS_TIMEOUT = 60
 
 
@@ -70,14 +70,14 @@ def set_health(channel: Channel, *, healthy: bool, reason: str) -> bool:
     """Record what OpenClaw says; True if the channel broke or recovered just now."""
     now = timezone.now()
     reason = _scrub(channel, reason)
-    new = S.HEALTHY if healthy else S.BROKEN
+    new = CS.HEALTHY if healthy else CS.BROKEN
     with transaction.atomic():
         row = Channel.objects.select_for_update().filter(pk=channel.pk).first()
-        if row is None or row.status == S.REMOVING:
+        if row is None or row.status == CS.REMOVING:
             return False
         old = row.status
         fields = {"status": new, "last_error": "" if healthy else reason, "last_checked_at": now}
-        notify = not healthy and row.broken_notified_at is None and old != S.BROKEN
+        notify = not healthy and row.broken_notified_at is None and old != CS.BROKEN
         if notify:
             fields["broken_notified_at"] = now
         if healthy:
@@ -87,7 +87,7 @@ def set_health(channel: Channel, *, healthy: bool, reason: str) -> bool:
             setattr(channel, key, value)
         # A break (anything -> broken) or a recovery (broken -> healthy); the first success of
         # a new channel and a stopped instance are neither.
-        changed = (new == S.BROKEN) != (old == S.BROKEN) and old in (S.BROKEN, *_LIVE)
+        changed = (new == CS.BROKEN) != (old == CS.BROKEN) and old in (CS.BROKEN, *_LIVE)
         if changed:
             audit(
                 actor=SYSTEM,
@@ -132,8 +132,8 @@ def email_owners(channel: Channel, reason: str) -> None:
 
 
 def mark_stopped(instance) -> None:
-    Channel.objects.filter(instance=instance).exclude(status=S.REMOVING).update(
-        status=S.STOPPED, last_checked_at=timezone.now()
+    Channel.objects.filter(instance=instance).exclude(status=CS.REMOVING).update(
+        status=CS.STOPPED, last_checked_at=timezone.now()
     )
 
 
@@ -142,7 +142,7 @@ def check_instance(instance, *, client=None, settle: float = SETTLE_SECONDS) -> 
     record each channel's health, restart accounts the provider accepts again."""
     channels = list(
         Channel.objects.filter(instance=instance)
-        .exclude(status=S.REMOVING)
+        .exclude(status=CS.REMOVING)
         .select_related("instance", "organization")
     )
     if not channels:
@@ -189,5 +189,5 @@ def queue_after_ready(instance, operation=None, **kwargs) -> None:
     from .. import tasks
 
     for channel_id, status in Channel.objects.filter(instance=instance).values_list("pk", "status"):
-        task = tasks.remove_channel_task if status == S.REMOVING else tasks.apply_channel_task
+        task = tasks.remove_channel_task if status == CS.REMOVING else tasks.apply_channel_task
         transaction.on_commit(lambda t=task, c=str(channel_id): t.delay(c))
