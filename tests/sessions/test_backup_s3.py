@@ -275,3 +275,29 @@ def test_the_admin_shows_the_last_proof_where_backups_are_kept_and_the_proven_sh
     assert "1 of 1 instances proven in the last 7 days (100%)" in page
     page = client.get(f"/admin/instances/instance/{instance.pk}/change/").content.decode()
     assert "✓" in page and f"s3://{s3_store.bucket}/backups/org-{instance.organization_id}" in page
+
+
+def test_the_retention_job_expires_old_points_but_keeps_every_pack_a_kept_point_names(
+    instance, s3_store, volume_openclaw, fake_runtime
+):
+    oc = volume_openclaw(instance)
+    fake_runtime.volumes[instance.volume_name].put("workspace/big.bin", os.urandom(300_000))
+    oc.add("agent:main:a")
+    p1 = point(instance)
+    oc.add("agent:main:b")
+    p2 = point(instance)
+    old = timezone.now() - timedelta(hours=60)
+    Backup.objects.filter(pk__in=[p1.pk, p2.pk]).update(created_at=old)
+    oc.add("agent:main:c")
+    p3 = point(instance)
+    assert p1.manifest["pack"] in p3.manifest["packs"]  # the big file's blocks are still p1's
+
+    assert tasks.backup_retention.run() == 2
+    p1.refresh_from_db()
+    p2.refresh_from_db()
+    assert (p1.state, p2.state) == ("expired", "expired")
+    stored = {k.removeprefix("backups/") for k in s3_store.keys(s3_store.bucket)}
+    assert p1.manifest["pack"] in stored and p1.manifest.get("pack_left")
+    assert not {f"{n}" for n in stored if n.endswith(".cfpt")} - {p3.storage_name}
+    restore(instance, p3)
+    assert keys_of(oc) == {"agent:main:a", "agent:main:b", "agent:main:c"}
