@@ -22,6 +22,13 @@ class Plan(models.Model):
     max_cpus = models.DecimalField(max_digits=4, decimal_places=2, default=Decimal("1"))
     backup_daily_retention = models.PositiveIntegerField(default=7)
     backup_weekly_retention = models.PositiveIntegerField(default=4)
+    # Point-in-time backups (sessions_mgmt.services.backups.backup_policy): one every N minutes
+    # of a running instance, every point kept this many hours (then the dailies and weeklies).
+    backup_interval_minutes = models.PositiveIntegerField(default=15)
+    backup_point_hours = models.PositiveIntegerField(default=48)
+    # Per instance: what its backups and pre-restore copies may hold, and its state volume.
+    backup_storage_mb = models.PositiveIntegerField(default=5120)
+    disk_mb = models.PositiveIntegerField(default=2048)
     session_idle_days = models.PositiveIntegerField(default=30)
     session_max_count = models.PositiveIntegerField(default=5000)
     included_llm_credit_cents = models.PositiveIntegerField(default=0)

@@ -23,6 +23,7 @@ from instances.operations import OperationError, OperationInProgress
 from . import selectors, services
 from .forms import RestoreForm, RetentionForm, SessionFilterForm
 from .models import Backup, Session
+from .services import quotas
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -136,6 +137,7 @@ def backup_list(request, pk):
         "page": page,
         "backups": page.object_list,
         "can_operate": roles.role_allows(membership.role, roles.OPERATE),
+        "storage": quotas.storage(instance),
     }
     return render(request, "sessions_mgmt/backups.html", context)
 

@@ -29,7 +29,7 @@ from instances.operations import OperationError, operation_request
 
 from .. import backup_store
 from ..models import Backup
-from . import access
+from . import access, quotas
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def restore_request(*, actor: Actor, instance: Instance, backup: Backup) -> Oper
         raise ValidationError({"backup": "Only a complete backup can be restored."})
     if not instance.is_live:
         raise ValidationError("This instance is deleted.")
+    quotas.check_restore(instance)
     with transaction.atomic():
         op = operation_request(
             actor=actor,

@@ -142,3 +142,16 @@ def test_backups_filter_by_instance_and_hide_storage_details(world):
     rows = api.get(f"{API}/backups?instance={world.stopped.pk}").json()["results"]
     assert [b["instance_name"] for b in rows] == ["alice-stopped"]
     assert "storage_name" not in rows[0] and "manifest" not in rows[0]
+
+
+def test_manual_backups_past_the_hourly_limit_are_a_429_with_retry_after(world):
+    from tests.factories import OperationFactory
+
+    for _ in range(6):
+        OperationFactory(instance=world.running, kind="backup", params={"kind": "manual"})
+    response = token_client(world.alice_secret).post(
+        f"{API}/backups", {"instance": str(world.running.pk)}, format="json"
+    )
+    assert response.status_code == 429
+    assert "Too many manual backups" in response.json()["error"]["message"]
+    assert int(response["Retry-After"]) > 0

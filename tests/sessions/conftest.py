@@ -58,7 +58,13 @@ def host(db):
 
 
 def make_instance(org, host, name="assistant", **kwargs):
-    """A running instance row (the sessions suite's presets over tests/factories.py)."""
+    """A running instance row (the sessions suite's presets over tests/factories.py), in an
+    organization with a plan (restores need one) unless it already has a subscription."""
+    from billing.models import Subscription
+    from tests.fleet_fixtures import make_entitled
+
+    if not Subscription.objects.filter(organization=org).exists():
+        make_entitled(org)
     presets = {
         "host_port": 19500 + Instance.objects.count(),
         "model_name": "mock-model",
