@@ -123,31 +123,34 @@ def reconcile_host(host: Host, *, now=None) -> list[Correction]:
             corrections += _remove_orphan(rt, pk, info)
         except Exception as exc:  # noqa: BLE001
             log.warning("orphan removal of %s failed: %s", info.name, type(exc).__name__)
-    corrections += _repair_edge(host, containers, busy)
+    _repair_edge(host, containers, busy)
     for c in corrections:
         log.info("reconcile %s: %s", host.name, c)
     return corrections
 
 
-def _repair_edge(host: Host, containers, busy: set[str]) -> list[Correction]:
+def _repair_edge(host: Host, containers, busy: set[str]):
     """The proxy's routes of this host's instances (instances/edge.py): a restarted proxy, a
     missing or drifted route, a route of an instance that is gone. Instances with an operation
-    running are left to their handler."""
+    running are left to their handler. Logged, not returned with the instance corrections
+    (the proxy's state is not an instance's); returns the EdgeRepair, or None."""
     from . import edge
 
     try:
         repair = edge.reconcile_host(host, containers, skip=busy)
     except edge.EdgeUnavailable as exc:
         log.warning("reconcile %s: edge proxy not repaired: %s", host.name, exc)
-        return []
-    fixed = repair.added + repair.changed + repair.removed
-    if not fixed:
-        return []
-    message = (
-        f"edge routes: {len(repair.added)} added, {len(repair.changed)} changed, "
-        f"{len(repair.removed)} removed" + (" (the proxy had restarted)" if repair.reloaded else "")
-    )
-    return [Correction("edge", "edge_repaired", message, {"routes": fixed})]
+        return None
+    if repair.added or repair.changed or repair.removed:
+        log.warning(
+            "reconcile %s: edge routes repaired: %d added, %d changed, %d removed%s",
+            host.name,
+            len(repair.added),
+            len(repair.changed),
+            len(repair.removed),
+            " (the proxy had restarted)" if repair.reloaded else "",
+        )
+    return repair
 
 
 def _reconcile_instance(host, rt, instance: Instance, info, now) -> list[Correction]:
