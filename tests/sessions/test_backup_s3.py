@@ -301,3 +301,24 @@ def test_the_retention_job_expires_old_points_but_keeps_every_pack_a_kept_point_
     assert not {f"{n}" for n in stored if n.endswith(".cfpt")} - {p3.storage_name}
     restore(instance, p3)
     assert keys_of(oc) == {"agent:main:a", "agent:main:b", "agent:main:c"}
+
+
+def test_the_plan_sets_the_point_interval_and_how_long_points_are_kept(instance, alice_org):
+    from billing.models import Subscription
+
+    plan = Subscription.objects.get(organization=alice_org).plan
+    plan.backup_interval_minutes, plan.backup_point_hours = 5, 24
+    plan.save()
+    policy = services.backups.backup_policy(instance)
+    assert (policy["interval_minutes"], policy["point_hours"]) == (5, 24)
+    Backup.objects.create(
+        instance=instance,
+        organization_id=instance.organization_id,
+        kind="incremental",
+        state="succeeded",
+        storage_name="x",
+        created_at=timezone.now() - timedelta(minutes=4),
+    )
+    assert tasks.points_due() == []
+    assert tasks.points_due(now=timezone.now() + timedelta(minutes=2)) == [instance.pk]
+    assert "a point every 5 minutes, each kept 24 hours" in services.backups.policy_text(policy)
