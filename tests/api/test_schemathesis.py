@@ -120,6 +120,11 @@ def within_business_rules(case, organization) -> None:
         body.pop("channel_token", None)
         if body.get("provider") == "custom":
             body["model_base_url"] = "https://llm.example.com/v1"
+        elif _text(body.get("model_base_url")) and not str(body["model_base_url"]).startswith(
+            ("http://", "https://")
+        ):
+            # "an http(s) URL": the schema's uri format also allows other schemes
+            body["model_base_url"] = "https://llm.example.com/v1"
         elif body.get("provider") in CHOSEN_PROVIDERS and body.get("api_key") in (None, ""):
             body["api_key"] = "sk-schemathesis"
     if label in ("POST /api/v1/instances", "PATCH /api/v1/instances/{id}") and body is not None:
@@ -135,13 +140,11 @@ def within_business_rules(case, organization) -> None:
         external_id = body.get("external_id")
         if _text(external_id) and taken.filter(external_id=external_id).exists():
             body["external_id"] = uuid.uuid4().hex
-    if label in ("POST /api/v1/webhooks", "PATCH /api/v1/webhooks/{id}") and body is not None:
+    webhook = label in ("POST /api/v1/webhooks", "PATCH /api/v1/webhooks/{id}")
+    if webhook and body is not None and _text(body.get("url")):
         # "your own server on the internet": the egress rule refuses private/reserved addresses
-        if _text(body.get("url")):
-            body["url"] = "https://hooks.example.com/clawfleet"
-    if label in ("GET /api/v1/usage", "GET /api/v1/usage/export") and isinstance(
-        case.query, dict
-    ):
+        body["url"] = "https://hooks.example.com/clawfleet"
+    if label in ("GET /api/v1/usage", "GET /api/v1/usage/export") and isinstance(case.query, dict):
         # "from on or before to, at most 366 days at a time"
         start, end = _date(case.query.get("from")), _date(case.query.get("to"))
         end_or_today = end or timezone.localdate()
