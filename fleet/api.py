@@ -18,6 +18,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 
+from fleet.text import public_text  # also imported from here by the apps
+
 # --- errors ---------------------------------------------------------------------------------
 
 
@@ -179,25 +181,7 @@ def schema_strings_without_nul(result, generator, request, public):
     return result
 
 
-# --- words a customer reads ---------------------------------------------------------------
-
-# Engine endpoints (unix:///var/run/docker.sock, tcp://10.0.0.5:2376, ssh://...), any URL, IP
-# addresses with or without a port, and absolute host paths of two or more segments.
-_ADDRESS_RE = re.compile(
-    r"\b(?:unix|tcp|ssh|npipe|https?)://\S+"
-    r"|\[[0-9A-Fa-f:]+\](?::\d+)?"
-    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
-)
-_PATH_RE = re.compile(r"(?<![\w.:/~-])/(?:[\w.@+-]+/)+[\w.@+-]*")
-
-
-def public_text(text: str | None) -> str | None:
-    """A message as a customer may see it: no engine URL, address or host path, whatever an
-    exception put into it (the full text stays in the staff-only fields and the logs)."""
-    if not text:
-        return text
-    text = _ADDRESS_RE.sub("[address hidden]", text)
-    return _PATH_RE.sub("[path hidden]", text)
+# --- words a customer reads (fleet.text) ------------------------------------------------
 
 
 class PublicTextField(serializers.CharField):

@@ -78,7 +78,14 @@ def public_error(instance: Instance, exc: Exception) -> OperationError:
     elif isinstance(exc, runtime.ConfigInvalid):
         public = "OpenClaw rejected the instance configuration."
     elif isinstance(exc, runtime.NotReady):
-        public = f"OpenClaw did not become ready: {exc}"
+        # The runtime's text names the host port (127.0.0.1:PORT/readyz): staff detail only.
+        info = getattr(exc, "info", None)
+        if info is not None and not info.running:
+            public = f"OpenClaw did not become ready: it stopped (exit {info.exit_code})."
+        elif "not ready after" in str(exc):
+            public = "OpenClaw did not become ready in time. Try again; staff have the detail."
+        else:
+            public = "OpenClaw did not become ready. Try again; staff have the detail."
     else:
         public = "The operation failed; staff have the detail."
     return OperationError(public, detail)

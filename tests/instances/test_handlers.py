@@ -105,6 +105,9 @@ def test_a_failed_deploy_marks_the_instance_failed_with_a_readable_message(org, 
     assert op.state == "failed" and "did not become ready" in op.error
     instance = Instance.objects.get(pk=op.instance_id)
     assert instance.status == "failed" and "did not become ready" in instance.status_message
+    # The stored public message names no host port; the runtime's text stays for staff.
+    assert "127.0.0.1" not in op.error and "127.0.0.1" not in instance.status_message
+    assert "127.0.0.1:" in op.error_detail and "/readyz" in op.error_detail
 
 
 def test_a_restart_retries_a_deploy_that_failed(org, rt):
