@@ -1,6 +1,9 @@
 """Discord and Slack in the real image: their plugins are baked in and load from the config a
 channel writes (plugins.load.paths + channels.<kind>), which OpenClaw's own validator accepts.
 
+This proves discovery and config validation only: at run time OpenClaw 2026.9.6 still refuses
+a plugin of origin "config" (no install record; docs/channels.md), which is open.
+
 Run in one-off helper containers without any network (runtime.run_in_volume): a configured
 Discord or Slack account would otherwise try to reach its provider, and no packet of a test
 leaves the machine.
