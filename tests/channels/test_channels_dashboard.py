@@ -193,3 +193,27 @@ def test_the_data_migration_moves_the_old_channel_token_into_a_channel(alice_org
     migration.backwards(apps, None)
     instance.refresh_from_db()
     assert instance.channel_token == "5555:AAoldTokenFromTheWizard"
+
+
+def test_a_ready_instance_gets_its_channels_applied_and_removals_finished(
+    alice_org, instance, monkeypatch
+):
+    from django.test import TestCase
+
+    from channels import tasks
+
+    keep = Channel.objects.create(
+        organization=alice_org, instance=instance, kind="telegram", secret="1:x", status="stopped"
+    )
+    gone = Channel.objects.create(
+        organization=alice_org, instance=instance, kind="slack", secret="xoxb-1", status="removing"
+    )
+    queued = []
+    monkeypatch.setattr(tasks.apply_channel_task, "delay", lambda c: queued.append(("apply", c)))
+    monkeypatch.setattr(tasks.remove_channel_task, "delay", lambda c: queued.append(("remove", c)))
+    with (
+        hooks.only("instance.ready", health.queue_after_ready),
+        TestCase.captureOnCommitCallbacks(execute=True),
+    ):
+        hooks.run("instance.ready", instance=instance, operation=None)
+    assert sorted(queued) == [("apply", str(keep.pk)), ("remove", str(gone.pk))]
