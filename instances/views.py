@@ -264,6 +264,8 @@ def _fleet_context(membership) -> dict:
         "show_costs": costs is not None,
         "poll": FAST_POLL if busy else SLOW_POLL,
         "can_operate": _can(membership, roles.OPERATE),
+        # With the edge on, customers see public addresses, never the host's 127.0.0.1:PORT.
+        "edge_on": bool(settings.FLEET_EDGE_ADMIN_URL),
         "version": fingerprint(
             [
                 (i.pk, i.name, i.client_name, i.status, i.health, i.openclaw_version, i.cost_mtd)

@@ -110,3 +110,19 @@ def test_every_customer_template_cleans_stored_messages():
                 if not m.group("rest").lstrip().startswith("|public"):
                     offenders.append(f"{rel}:{n}: {m.group(0)}")
     assert offenders == []
+
+
+def test_with_the_edge_on_the_fleet_table_shows_public_addresses_never_host_ports(
+    settings, alice_client, alice_instance
+):
+    settings.FLEET_EDGE_ADMIN_URL = "http://127.0.0.1:9"  # only read, never contacted here
+    Instance.objects.filter(pk=alice_instance.pk).update(edge_label="alice-bot-alice")
+    for body in (
+        alice_client.get(reverse("dashboard")).content.decode(),
+        alice_client.get(reverse("instances:fleet"), **HTMX).content.decode(),
+    ):
+        assert "127.0.0.1:19188" not in body
+        assert "https://alice-bot-alice." in body
+    Instance.objects.filter(pk=alice_instance.pk).update(status=Instance.Status.STOPPED)
+    body = alice_client.get(reverse("dashboard")).content.decode()
+    assert "127.0.0.1:19188" not in body  # not live: no public address yet, and no host port
