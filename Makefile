@@ -38,11 +38,12 @@ fmt: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: venv redis postgres docker image
+bench: venv redis postgres docker image caddy
 	$(TEST_ENV) $(PY) bench/deploy.py
 	$(TEST_ENV) $(PY) bench/sessions.py
 	$(TEST_ENV) $(PY) bench/backup.py
 	$(TEST_ENV) $(PY) bench/api.py
+	$(TEST_ENV) $(PY) bench/edge.py
 
 venv: $(VENV)/.installed
 
