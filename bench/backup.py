@@ -82,14 +82,33 @@ def main() -> int:
     s3 = start_s3() if os.environ.get("BENCH_S3", "1") != "0" else None
     where = backup_store.storage_description()
     bench = Bench("bench-backup")
+    from django.conf import settings
+
+    from instances import egress
+
+    # The mock LLM listens on a free port: let the instance reach it (as the suite's fixture does).
+    settings.FLEET_EGRESS_ALLOW = [
+        *settings.FLEET_EGRESS_ALLOW,
+        *egress.mock_llm_allow(bench.mock.port),
+    ]
+    egress.install(settings.FLEET_NETWORK)  # as the suite's mock_llm fixture does
     instance = bench.deploy()
     made: list[Backup] = []
     try:
         n = int(os.environ.get("BENCH_SESSIONS", "1000"))
         turns = min(n, int(os.environ.get("BENCH_TURNS", "50")))
         t = time.monotonic()
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda i: bench.chat(f"b-{i:04d}", f"hello {i}"), range(turns)))
+        def chat(i):
+            for attempt in range(3):  # a loaded machine makes the gateway answer 408 now and then
+                try:
+                    return bench.chat(f"b-{i:04d}", f"hello {i}")
+                except Exception:  # noqa: BLE001
+                    if attempt == 2:
+                        raise
+                    time.sleep(5)
+
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(chat, range(turns)))
         if n > turns:
             create_sessions(bench, turns, n, int(os.environ.get("BENCH_CONCURRENCY", "16")))
         client = services.client_for(instance)
