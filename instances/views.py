@@ -384,6 +384,7 @@ def instance_detail(request, pk):
         "gone": instance.status in GONE_STATUSES,
         "cost_mtd": cost_mtd,
         "grace_days": settings.FLEET_DELETE_GRACE_DAYS,
+        "edge_on": bool(settings.FLEET_EDGE_ADMIN_URL),
         "prices_form": PricesForm(
             initial={k: getattr(instance, k) for k in PRICE_FIELDS}, prefix="prices"
         ),

@@ -120,9 +120,11 @@ def test_with_the_edge_on_the_fleet_table_shows_public_addresses_never_host_port
     for body in (
         alice_client.get(reverse("dashboard")).content.decode(),
         alice_client.get(reverse("instances:fleet"), **HTMX).content.decode(),
+        alice_client.get(reverse("instances:detail", args=[alice_instance.pk])).content.decode(),
     ):
         assert "127.0.0.1:19188" not in body
         assert "https://alice-bot-alice." in body
     Instance.objects.filter(pk=alice_instance.pk).update(status=Instance.Status.STOPPED)
-    body = alice_client.get(reverse("dashboard")).content.decode()
-    assert "127.0.0.1:19188" not in body  # not live: no public address yet, and no host port
+    for url in (reverse("dashboard"), reverse("instances:detail", args=[alice_instance.pk])):
+        body = alice_client.get(url).content.decode()
+        assert "127.0.0.1:19188" not in body  # not live: no public address yet, and no host port
