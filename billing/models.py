@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -75,6 +76,9 @@ class Subscription(models.Model):
     stripe_event_created = models.BigIntegerField(default=0)
     # The same for invoice events (a late invoice.payment_failed never undoes a newer invoice.paid).
     payment_event_created = models.BigIntegerField(default=0)
+    # When the subscription stopped paying for a plan (canceled, unpaid, a comp ended): its
+    # instances are paused BILLING_END_NOTICE_DAYS later (billing/services/enforcement.py).
+    ended_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
@@ -270,6 +274,8 @@ class BillingPause(models.Model):
     class Reason(models.TextChoices):
         GRACE = "grace", "Payment grace period ended"
         BUDGET = "budget", "Monthly budget reached"
+        ENDED = "ended", "Subscription ended"
+        OVER_PLAN = "over_plan", "More instances than the plan allows"
 
     organization = models.ForeignKey(
         "accounts.Organization", on_delete=models.CASCADE, related_name="+"
@@ -278,12 +284,21 @@ class BillingPause(models.Model):
     reason = models.CharField(max_length=16, choices=Reason.choices)
     month = models.CharField(max_length=7, blank=True)  # "2026-11" for budget pauses
     created_at = models.DateTimeField(default=timezone.now)
+    # A pause announced ahead (ended, over_plan): the instance runs until then; None: at once.
+    due_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
     resumed_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # One open pause per instance and reason for the announced ones.
+            models.UniqueConstraint(
+                fields=["instance", "reason"],
+                condition=Q(reason__in=["ended", "over_plan"], resumed_at__isnull=True),
+                name="one_open_announced_pause_per_instance",
+            ),
             # One open grace pause per instance at a time.
             models.UniqueConstraint(
                 fields=["instance"],
@@ -300,3 +315,21 @@ class BillingPause(models.Model):
 
     def __str__(self):
         return f"{self.instance_id} paused ({self.reason})"
+
+
+class FirstMonthClaim(models.Model):
+    """A person's one "$1 first month": recorded when a checkout with the offer completes, so
+    that neither that person nor that organization is offered it again (billing/rules.py)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="first_month_claim"
+    )
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="first_month_claims"
+    )
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.SET_NULL)
+    stripe_checkout_session = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"{self.user_id} claimed the first month in {self.organization_id}"

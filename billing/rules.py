@@ -18,3 +18,16 @@ BUDGET_ALERT_RATIO = Decimal(BUDGET_ALERT_PERCENT) / 100
 USAGE_MAX_RANGE_DAYS = 366
 USAGE_RANGE_MESSAGE = f"Ask for at most {USAGE_MAX_RANGE_DAYS} days at a time."
 USAGE_ORDER_MESSAGE = "Must be on or before `to`."
+
+
+def first_month_offered(*, organization, user) -> bool:
+    """The "$1 first month" is once per person and once per organization: not when this person
+    (in any organization) or this organization has had it, nor to a checkout without a person."""
+    from .models import FirstMonthClaim
+
+    if user is None or not getattr(user, "pk", None):
+        return False
+    claims = FirstMonthClaim.objects.all()
+    return not (
+        claims.filter(user=user).exists() or claims.filter(organization=organization).exists()
+    )

@@ -147,16 +147,29 @@ def ensure_first_month_coupon(plan) -> str:
 
 
 def create_checkout_session(
-    org, plan, success_url: str, cancel_url: str, *, customer_id: str, coupon_id: str = ""
+    org,
+    plan,
+    success_url: str,
+    cancel_url: str,
+    *,
+    customer_id: str,
+    coupon_id: str = "",
+    user_id: int | None = None,
 ) -> dict:
     """A Checkout Session (mode=subscription) for `plan`. Everything priced comes from our Plan
-    row: the Stripe price id and the first-month coupon. Returns {"id", "url", ...}."""
+    row: the Stripe price id and the first-month coupon (only when the caller offers it: no
+    coupon means no discount, and customers cannot enter promotion codes). Returns {"id",
+    "url", ...}."""
     if not plan.stripe_price_id:
         raise StripeApiError(
             f"plan {plan.slug} has no stripe_price_id",
             user_message="This plan is not on sale yet. Contact support.",
         )
     metadata = {"organization_id": str(org.pk), "plan": plan.slug}
+    if coupon_id:
+        metadata["first_month"] = "1"
+    if user_id is not None:
+        metadata["user_id"] = str(user_id)
     params: dict[str, Any] = {
         "mode": "subscription",
         "customer": customer_id,

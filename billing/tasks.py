@@ -8,7 +8,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from . import stripe_api
-from .services import grace, stripe_events, usage
+from .services import enforcement, grace, stripe_events, usage
 
 
 @shared_task(
@@ -38,8 +38,9 @@ def rollup_usage() -> dict:
 
 @shared_task(acks_late=True, soft_time_limit=300, time_limit=600)
 def enforce_grace_periods() -> int:
-    """Every 15 minutes: pause (after a backup) instances of organizations past their grace."""
-    return grace.enforce_grace_periods()
+    """Every 15 minutes: pause (after a backup) instances of organizations past their grace,
+    and those whose announced pause (plan ended, more instances than the plan) is due."""
+    return grace.enforce_grace_periods() + enforcement.enforce_announced_pauses()
 
 
 @shared_task(acks_late=True, soft_time_limit=300, time_limit=600)

@@ -20,7 +20,7 @@ from accounts.forms import apply_service_errors
 from accounts.services import Actor
 from accounts.views import current_membership
 
-from . import selectors, stripe_api
+from . import rules, selectors, stripe_api
 from .forms import BudgetForm
 from .models import Budget
 from .services import budgets as budget_services
@@ -45,6 +45,7 @@ def plans(request):
             "entitled": bool(subscription and subscription.is_entitled),
             "can_manage": roles.role_allows(membership.role, roles.MANAGE_BILLING),
             "has_customer": bool(subscription and subscription.stripe_customer_id),
+            "first_month": rules.first_month_offered(organization=org, user=request.user),
         },
     )
 

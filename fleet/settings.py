@@ -338,6 +338,9 @@ STRIPE_WEBHOOK_SECRET = _secret("STRIPE_WEBHOOK_SECRET", "whsec_clawfleet_dev")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # e.g. localstripe on loopback
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
+# After a subscription ends (or a downgrade leaves too many instances): days of notice before
+# its instances are backed up and paused (billing/services/enforcement.py).
+BILLING_END_NOTICE_DAYS = env.int("BILLING_END_NOTICE_DAYS", default=3)
 # The Stripe meter that receives LLM usage beyond a plan's included credit (in cents).
 STRIPE_LLM_METER_EVENT = env.str("STRIPE_LLM_METER_EVENT", default="clawfleet_llm_overage_cents")
 

@@ -97,12 +97,14 @@ def _checkout_completed(event: dict, obj: dict) -> str:
         if obj.get("payment_status") in ("paid", "no_payment_required")
         else "incomplete",
     }
-    _, outcome = subscriptions.subscription_sync(
+    sub, outcome = subscriptions.subscription_sync(
         organization=org,
         subscription_id=subscription_id,
         payload=payload,
         event_created=int(event.get("created") or 0),
     )
+    if outcome == "applied" and sub.stripe_subscription_id == subscription_id:
+        subscriptions.first_month_claim_record(organization=org, checkout=obj)
     return outcome
 
 

@@ -4,6 +4,7 @@ Stripe subscription on our row (order-independent: see subscription_apply_stripe
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -11,9 +12,12 @@ from django.db import transaction
 from accounts.models import Organization
 from accounts.services import SYSTEM, Actor, audit
 
-from .. import entitlements, stripe_api
-from ..models import Plan, Subscription
+from .. import entitlements, rules, stripe_api
+from ..models import FirstMonthClaim, Plan, Subscription
+from . import enforcement
 from .common import locked_subscription
+
+log = logging.getLogger(__name__)
 
 # Stripe subscription statuses that our mirror stores as something else.
 _STATUS_MAP = {
@@ -50,11 +54,14 @@ def checkout_start(
     if current is not None and current.status != Subscription.Status.COMPED:
         raise ValidationError({"plan": "You already have a plan. Change it in the billing portal."})
     customer_id = customer_ensure(organization=organization)
-    coupon_id = stripe_api.ensure_first_month_coupon(plan)
-    if coupon_id and not plan.stripe_first_month_coupon_id:
-        Plan.objects.filter(pk=plan.pk, stripe_first_month_coupon_id="").update(
-            stripe_first_month_coupon_id=coupon_id
-        )
+    coupon_id = ""
+    offered = rules.first_month_offered(organization=organization, user=actor.user)
+    if offered:
+        coupon_id = stripe_api.ensure_first_month_coupon(plan)
+        if coupon_id and not plan.stripe_first_month_coupon_id:
+            Plan.objects.filter(pk=plan.pk, stripe_first_month_coupon_id="").update(
+                stripe_first_month_coupon_id=coupon_id
+            )
     session = stripe_api.create_checkout_session(
         organization,
         plan,
@@ -62,13 +69,18 @@ def checkout_start(
         cancel_url,
         customer_id=customer_id,
         coupon_id=coupon_id,
+        user_id=actor.user.pk if actor.user else None,
     )
     audit(
         actor=actor,
         action="billing.checkout_started",
         organization=organization,
         target=plan,
-        data={"plan": plan.slug, "checkout_session": session.get("id", "")},
+        data={
+            "plan": plan.slug,
+            "checkout_session": session.get("id", ""),
+            "first_month": bool(coupon_id),
+        },
     )
     return session["url"]
 
@@ -86,11 +98,13 @@ def portal_start(*, actor: Actor, organization: Organization, return_url: str) -
 def subscription_comp(*, actor: Actor, organization: Organization, plan: Plan) -> Subscription:
     """Give an organization a plan for free (staff, the demo). Counts as entitled."""
     sub = locked_subscription(organization)
+    was_entitled, old_plan_id = sub.is_entitled, sub.plan_id
     sub.plan = plan
     sub.status = Subscription.Status.COMPED
     sub.payment_failed_at = None
     sub.grace_until = None
     sub.save()
+    enforcement.subscription_changed(sub, was_entitled=was_entitled, old_plan_id=old_plan_id)
     audit(
         actor=actor,
         action="subscription.comped",
@@ -98,6 +112,27 @@ def subscription_comp(*, actor: Actor, organization: Organization, plan: Plan) -
         target=sub,
         data={"plan": plan.slug},
     )
+    return sub
+
+
+@transaction.atomic
+def subscription_comp_end(*, actor: Actor, organization: Organization) -> Subscription:
+    """End a staff comp: the organization has no plan from now on; its instances are paused
+    after the notice (enforcement.py) unless it chooses a plan."""
+    sub = locked_subscription(organization)
+    if sub.status != Subscription.Status.COMPED:
+        raise ValidationError("This organization has no complimentary plan to end.")
+    was_entitled, old_plan_id = sub.is_entitled, sub.plan_id
+    sub.status = Subscription.Status.CANCELED
+    sub.save()
+    audit(
+        actor=actor,
+        action="subscription.comp_ended",
+        organization=organization,
+        target=sub,
+        data={"plan": sub.plan.slug if sub.plan else None},
+    )
+    enforcement.subscription_changed(sub, was_entitled=was_entitled, old_plan_id=old_plan_id)
     return sub
 
 
@@ -177,8 +212,15 @@ def subscription_apply_stripe(
         Subscription.Status.TRIALING,
     ):
         return sub, "ignored"
+    if fresh and sub.stripe_customer_id:
+        customer = stripe_sub.get("customer")
+        customer = customer.get("id") if isinstance(customer, dict) else customer
+        if customer and customer != sub.stripe_customer_id:
+            # Another customer's subscription: it pays for nothing of this organization's.
+            return sub, "ignored"
     plan = _plan_from_stripe(stripe_sub) or sub.plan
     before = (sub.status, sub.plan_id)
+    was_entitled = sub.is_entitled
     sub.status = status
     sub.plan = plan
     sub.stripe_subscription_id = stripe_sub["id"]
@@ -197,6 +239,7 @@ def subscription_apply_stripe(
             target=sub,
             data={"status": sub.status, "plan": plan.slug if plan else None},
         )
+        enforcement.subscription_changed(sub, was_entitled=was_entitled, old_plan_id=before[1])
     return sub, "applied"
 
 
@@ -213,8 +256,37 @@ def subscription_sync(
         return subscription_apply_stripe(
             organization=organization, stripe_sub=fetched, event_created=event_created, fresh=True
         )
-    if payload is None:
+    status = _STATUS_MAP.get((payload or {}).get("status", ""), (payload or {}).get("status"))
+    if payload is None or status not in TERMINAL:
+        # A subscription Stripe does not know grants nothing, whatever the event says; only
+        # its end is taken from the event (ending a plan early is never a gift).
+        log.warning("subscription %s unknown to Stripe: not applied", subscription_id[:40])
         return Subscription.objects.get_or_create(organization=organization)[0], "ignored"
     return subscription_apply_stripe(
         organization=organization, stripe_sub=payload, event_created=event_created, fresh=False
     )
+
+
+def first_month_claim_record(*, organization: Organization, checkout: dict) -> bool:
+    """A completed checkout that carried the first-month offer uses up that person's (and that
+    organization's) one offer. The metadata is ours, set when the session was made."""
+    from accounts.models import User
+
+    metadata = checkout.get("metadata") or {}
+    if metadata.get("first_month") != "1":
+        return False
+    user = None
+    if str(metadata.get("user_id") or "").isdigit():
+        user = User.objects.filter(pk=int(metadata["user_id"])).first()
+    if user is None:
+        return False
+    plan = Plan.objects.filter(slug=metadata.get("plan") or "").first()
+    _, created = FirstMonthClaim.objects.get_or_create(
+        user=user,
+        defaults={
+            "organization": organization,
+            "plan": plan,
+            "stripe_checkout_session": str(checkout.get("id") or "")[:100],
+        },
+    )
+    return created

@@ -230,3 +230,38 @@ def recording_stripe(settings):
     yield server.recorded  # type: ignore[attr-defined]
     server.shutdown()
     server.server_close()
+
+
+def live_subscription(org, plan, *, metadata: dict | None = None) -> dict:
+    """A real subscription in localstripe for `org` on `plan` (its Stripe price made first),
+    paid with a test card: what a completed checkout leaves in Stripe."""
+    from billing import stripe_api
+    from billing.services import subscriptions
+
+    c = stripe_api.client()
+    if not any(p.id == plan.stripe_price_id for p in c.v1.plans.list().data):
+        c.v1.plans.create(
+            {
+                "id": plan.stripe_price_id,
+                "amount": plan.monthly_price_cents,
+                "currency": "usd",
+                "interval": "month",
+                "product": {"name": plan.name},
+            }
+        )
+    customer_id = subscriptions.customer_ensure(organization=org)
+    pm = c.v1.payment_methods.create(
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+        }
+    )
+    c.v1.payment_methods.attach(pm.id, {"customer": customer_id})
+    c.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": pm.id}})
+    return c.v1.subscriptions.create(
+        {
+            "customer": customer_id,
+            "items": [{"plan": plan.stripe_price_id}],
+            "metadata": {"organization_id": str(org.pk), **(metadata or {})},
+        }
+    ).to_dict()

@@ -219,3 +219,30 @@ def test_staff_admin_pages_for_billing_load(client, alice_org):
     ):
         assert client.get(f"/admin/billing/{model}/").status_code == 200, model
     assert client.get("/admin/billing/subscription/add/").status_code == 403
+
+
+def test_the_first_month_is_once_per_person_not_per_organization(
+    alice_client, alice, alice_org, pro, recording_stripe
+):
+    """alice had the $1 month in her first organization; in a second one she makes, the plans
+    page offers no $1 month and the checkout we ask Stripe for carries no discount."""
+    from accounts.models import Membership, Organization, Role
+    from billing.models import FirstMonthClaim
+
+    FirstMonthClaim.objects.create(user=alice, organization=alice_org, plan=pro)
+    second = Organization.objects.create(name="Alice Two", slug="alice-two")
+    Membership.objects.create(user=alice, organization=second, role=Role.OWNER)
+    session = alice_client.session
+    session["current_org_id"] = second.pk
+    session.save()
+
+    body = alice_client.get("/billing/").content.decode()
+    assert "Start for $1</button>" not in body and "$1 the first month" not in body
+    assert "Subscribe</button>" in body and "once per person" in body
+    response = alice_client.post("/billing/checkout/", {"plan": "pro"})
+    assert response.status_code == 302
+    p = _posts(recording_stripe, "/v1/checkout/sessions")[-1]["params"]
+    assert p["client_reference_id"] == str(second.pk)
+    assert not any(key.startswith("discounts") for key in p)
+    assert "metadata[first_month]" not in p
+    assert not _posts(recording_stripe, "/v1/coupons")

@@ -4,13 +4,14 @@ import json
 import time
 
 import pytest
+from django.core import mail
 
 from accounts.models import AuditEvent
 from billing import stripe_api, tasks
 from billing.models import StripeEvent, Subscription
 
-from .conftest import make_event, sign
-from .factories import PlanFactory, SubscriptionFactory
+from .conftest import live_subscription, make_event, sign
+from .factories import PlanFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -75,17 +76,8 @@ def test_the_same_event_twice_is_stored_once_and_processed_once(
     post_event, enqueued, django_capture_on_commit_callbacks, alice_org
 ):
     plan = PlanFactory()
-    SubscriptionFactory(
-        organization=alice_org,
-        plan=plan,
-        status=Subscription.Status.INCOMPLETE,
-        stripe_customer_id="cus_dup",
-        stripe_subscription_id="",
-    )
-    event = make_event(
-        "customer.subscription.updated",
-        _sub_obj("sub_dup_unknown", "cus_dup", status="active", price=plan.stripe_price_id),
-    )
+    live = live_subscription(alice_org, plan)
+    event = make_event("customer.subscription.updated", live)
     with django_capture_on_commit_callbacks(execute=True):
         first = post_event(event)
     with django_capture_on_commit_callbacks(execute=True):
@@ -102,7 +94,7 @@ def test_the_same_event_twice_is_stored_once_and_processed_once(
     assert stored.state == StripeEvent.State.PROCESSED and stored.processed_at
     assert AuditEvent.objects.filter(action="subscription.changed").count() == 1
     sub = Subscription.objects.get(organization=alice_org)
-    assert sub.stripe_subscription_id == "sub_dup_unknown"
+    assert sub.stripe_subscription_id == live["id"]
     assert sub.status == Subscription.Status.ACTIVE
 
 
@@ -185,38 +177,88 @@ def test_deleted_before_created_with_stripe_refetch_ends_canceled(post_event, en
     assert sub.plan == plan
 
 
-def test_an_older_update_never_overwrites_a_newer_one(post_event, enqueued, alice_org):
+def test_a_subscription_stripe_does_not_know_never_grants_a_plan(post_event, enqueued, alice_org):
+    """A forged or unknown subscription id: whatever the event says (active, paid checkout,
+    our organization's id in its metadata), Stripe answers 404 and nothing is granted."""
     plan = PlanFactory()
-    now = int(time.time())
-    obj = _sub_obj("sub_upd", "cus_upd", status="active", org=alice_org, price=plan.stripe_price_id)
-    newer = make_event("customer.subscription.updated", {**obj, "status": "past_due"}, created=now)
-    older = make_event("customer.subscription.updated", obj, created=now - 100)
-    post_event(newer)
-    post_event(older)
-    for event in (newer, older):
+    forged = _sub_obj(
+        "sub_forged", "cus_forged", status="active", org=alice_org, price=plan.stripe_price_id
+    )
+    checkout = {
+        "id": "cs_forged",
+        "object": "checkout.session",
+        "mode": "subscription",
+        "client_reference_id": str(alice_org.pk),
+        "customer": "cus_forged",
+        "subscription": "sub_forged_too",
+        "payment_status": "paid",
+        "metadata": {"organization_id": str(alice_org.pk), "plan": plan.slug},
+    }
+    for event in (
+        make_event("customer.subscription.created", forged),
+        make_event("customer.subscription.updated", forged),
+        make_event("checkout.session.completed", checkout),
+    ):
+        post_event(event)
         tasks.process_stripe_event(StripeEvent.objects.get(event_id=event["id"]).pk)
-    assert Subscription.objects.get(organization=alice_org).status == Subscription.Status.PAST_DUE
+    sub = Subscription.objects.filter(organization=alice_org).first()
+    assert sub is None or (not sub.is_entitled and sub.stripe_subscription_id == "")
+    assert not AuditEvent.objects.filter(action="subscription.changed").exists()
 
 
-def test_checkout_completed_links_the_customer_and_subscription(post_event, enqueued, alice_org):
+def test_another_customers_real_subscription_pays_for_nothing_here(
+    post_event, enqueued, alice_org, charlie_org
+):
     plan = PlanFactory()
+    charlies = live_subscription(charlie_org, plan)
+    from billing.services import subscriptions
+
+    subscriptions.customer_ensure(organization=alice_org)
+    # An event naming alice's organization but carrying charlie's (real) subscription.
+    event = make_event(
+        "customer.subscription.updated",
+        {**charlies, "metadata": {"organization_id": str(alice_org.pk)}, "customer": "cus_x"},
+    )
+    post_event(event)
+    tasks.process_stripe_event(StripeEvent.objects.get(event_id=event["id"]).pk)
+    alices = Subscription.objects.get(organization=alice_org)
+    assert not alices.is_entitled and alices.stripe_subscription_id == ""
+
+
+def test_checkout_completed_links_the_customer_and_subscription_and_uses_up_the_first_month(
+    post_event, enqueued, alice_org, alice
+):
+    from billing.models import FirstMonthClaim
+    from billing.rules import first_month_offered
+
+    plan = PlanFactory()
+    assert first_month_offered(organization=alice_org, user=alice)
+    live = live_subscription(alice_org, plan)
     session = {
         "id": "cs_1",
         "object": "checkout.session",
         "mode": "subscription",
         "client_reference_id": str(alice_org.pk),
-        "customer": "cus_from_checkout",
-        "subscription": "sub_from_checkout",
+        "customer": live["customer"],
+        "subscription": live["id"],
         "payment_status": "paid",
-        "metadata": {"organization_id": str(alice_org.pk), "plan": plan.slug},
+        "metadata": {
+            "organization_id": str(alice_org.pk),
+            "plan": plan.slug,
+            "first_month": "1",
+            "user_id": str(alice.pk),
+        },
     }
     event = make_event("checkout.session.completed", session)
     post_event(event)
     tasks.process_stripe_event(StripeEvent.objects.get(event_id=event["id"]).pk)
     sub = Subscription.objects.get(organization=alice_org)
-    assert sub.stripe_customer_id == "cus_from_checkout"
-    assert sub.stripe_subscription_id == "sub_from_checkout"
+    assert sub.stripe_customer_id == live["customer"]
+    assert sub.stripe_subscription_id == live["id"]
     assert sub.status == Subscription.Status.ACTIVE and sub.plan == plan
+    claim = FirstMonthClaim.objects.get(user=alice)
+    assert claim.organization == alice_org and claim.stripe_checkout_session == "cs_1"
+    assert not first_month_offered(organization=alice_org, user=alice)
 
 
 def test_a_handler_crash_marks_the_event_failed_without_applying_half(
@@ -311,3 +353,32 @@ def test_a_real_subscription_flow_from_localstripe_reaches_our_endpoint(
     # Delivered again (Stripe retries): stored once, applied once.
     assert StripeEvent.objects.filter(event_id=deleted.event_id).count() == 1
     assert tasks.process_stripe_event(deleted.pk) == "already"
+
+
+def test_a_subscription_canceled_in_stripe_announces_the_pause_of_every_running_instance(
+    post_event, enqueued, alice_org, django_capture_on_commit_callbacks
+):
+    from billing.models import BillingPause
+
+    from .factories import InstanceFactory
+
+    alice_org.billing_email = "billing@alice.example"
+    alice_org.save()
+    plan = PlanFactory()
+    live = live_subscription(alice_org, plan)
+    bot = InstanceFactory(organization=alice_org, name="bot")
+    created = make_event("customer.subscription.created", live, created=int(time.time()) - 5)
+    post_event(created)
+    tasks.process_stripe_event(StripeEvent.objects.get(event_id=created["id"]).pk)
+    assert Subscription.objects.get(organization=alice_org).is_entitled
+
+    canceled = stripe_api.client().v1.subscriptions.cancel(live["id"]).to_dict()
+    deleted = make_event("customer.subscription.deleted", canceled)
+    post_event(deleted)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.process_stripe_event(StripeEvent.objects.get(event_id=deleted["id"]).pk)
+    sub = Subscription.objects.get(organization=alice_org)
+    assert sub.status == Subscription.Status.CANCELED and sub.ended_at is not None
+    pause = BillingPause.objects.get(instance_id=bot.pk, reason="ended")
+    assert pause.paused_at is None and pause.due_at > sub.ended_at
+    assert any("plan has ended" in m.subject for m in mail.outbox)
