@@ -119,6 +119,33 @@ class SubscriptionAdmin(ReadOnlyAdmin):
         "stripe_subscription_id",
     ]
     list_select_related = ["organization", "plan"]
+    actions = ["end_comp"]
+
+    @admin.action(description="End the complimentary plan (instances paused after the notice)")
+    def end_comp(self, request, queryset):
+        from django.core.exceptions import ValidationError
+
+        from .services import subscriptions as subscription_services
+
+        actor = Actor.from_request(request, via="admin")
+        ended = 0
+        for sub in queryset.select_related("organization"):
+            try:
+                subscription_services.subscription_comp_end(
+                    actor=actor, organization=sub.organization
+                )
+                ended += 1
+            except ValidationError as exc:
+                self.message_user(request, f"{sub.organization}: {exc.messages[0]}", messages.ERROR)
+        if ended:
+            self.message_user(request, f"{ended} comp(s) ended.", messages.SUCCESS)
+
+    def has_change_permission(self, request, obj=None):
+        # Needed for actions to show; every field stays read-only.
+        return request.user.is_superuser
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
 
 
 @admin.register(StripeEvent)
