@@ -140,8 +140,22 @@ def costs(request):
             "can_manage": roles.role_allows(membership.role, roles.MANAGE_BILLING),
             "export_from": today.replace(day=1),
             "export_to": today,
+            "unpriced": _unpriced_instances(org),
         },
     )
+
+
+def _unpriced_instances(org) -> set:
+    """Ids of the organization's instances whose model has no price at all (neither their own
+    prices nor our table): their LLM cost reads "no price", not $0."""
+    from . import capabilities, pricing
+
+    known = pricing.priced_models()
+    return {
+        i.pk
+        for i in capabilities.instances(org.pk, include_deleted=True)
+        if pricing.own_price(i) is None and not pricing.in_table(i.provider, i.model_name, known)
+    }
 
 
 @login_required

@@ -162,3 +162,31 @@ def test_the_wizard_and_the_instance_page_set_prices(alice_client, alice_org):
         Decimal("0.75"),
         Decimal("1.5"),
     )
+
+
+def test_the_costs_page_says_no_price_for_an_unpriced_model(alice_client, alice_org):
+    from django.utils import timezone
+
+    from billing.models import UsageDay
+
+    priced = InstanceFactory(organization=alice_org, name="priced-bot", **OWN)
+    unpriced = InstanceFactory(organization=alice_org, name="unpriced-bot", model_name="nope")
+    for bot in (priced, unpriced):
+        UsageDay.objects.create(
+            instance=bot,
+            organization=alice_org,
+            day=timezone.localdate(),
+            running_seconds=3600,
+            compute_cost_usd=Decimal("0.01"),
+            input_tokens=1000,
+            llm_cost_usd=Decimal("0") if bot is unpriced else Decimal("0.0005"),
+        )
+    page = alice_client.get(reverse("billing:costs")).content.decode()
+    rows = {
+        name: page.split(name, 1)[1].split("</tr>", 1)[0] for name in ("priced-bot", "unpriced-bot")
+    }
+    assert (
+        "no price" in rows["unpriced-bot"]
+        and "$0.00" not in rows["unpriced-bot"].split("no price")[0][-40:]
+    )
+    assert "no price" not in rows["priced-bot"]
