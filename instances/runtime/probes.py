@@ -23,12 +23,18 @@ def http_ok(host_port: int, path: str, timeout: float = 2.0) -> bool:
         return False
 
 
+# OpenClaw's /readyz also fails while a configured channel account fails (a revoked Telegram
+# token); /startupz says the gateway itself is up (its docs: "use it for traffic admission").
+# A gateway whose /readyz stays down this long after /startupz came up is ready as a gateway:
+# its channels are judged separately (channels app), never by restarting it.
+CHANNEL_GRACE = 15.0
+
+
 def probe(host_port: int, timeout: float = 2.0) -> dict[str, bool]:
-    """{"healthz": bool, "readyz": bool} of the gateway on 127.0.0.1:PORT."""
-    return {
-        "healthz": http_ok(host_port, "/healthz", timeout),
-        "readyz": http_ok(host_port, "/readyz", timeout),
-    }
+    """{"healthz", "readyz"} of the gateway on 127.0.0.1:PORT. "readyz" is the gateway's own
+    readiness: /readyz, or /startupz when a channel holds /readyz down."""
+    ready = http_ok(host_port, "/readyz", timeout) or http_ok(host_port, "/startupz", timeout)
+    return {"healthz": http_ok(host_port, "/healthz", timeout), "readyz": ready}
 
 
 def wait_ready(
@@ -38,16 +44,25 @@ def wait_ready(
     interval: float = 0.5,
     check: Callable[[], ContainerInfo | None] | None = None,
     logs: Callable[[], str] | None = None,
+    channel_grace: float = CHANNEL_GRACE,
 ) -> float:
-    """Poll /readyz on 127.0.0.1:PORT until 200; returns the seconds waited. ``check()``
+    """Poll /readyz on 127.0.0.1:PORT until 200 (or /startupz for ``channel_grace`` seconds:
+    a broken channel does not make a gateway unready); returns the seconds waited. ``check()``
     (optional) reports the container: when it is gone or stopped, fail at once with NotReady
     carrying its info and ``logs()``. Raises NotReady at the timeout."""
     start = time.monotonic()
     deadline = start + timeout
     polls = 0
+    started_at = None
     while True:
         if http_ok(host_port, "/readyz", timeout=2.0):
             return time.monotonic() - start
+        if http_ok(host_port, "/startupz", timeout=2.0):
+            started_at = started_at or time.monotonic()
+            if time.monotonic() - started_at >= channel_grace:
+                return time.monotonic() - start
+        else:
+            started_at = None
         polls += 1
         if check is not None and polls % 4 == 0:
             info = check()
