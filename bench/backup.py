@@ -92,12 +92,19 @@ def main() -> int:
         *egress.mock_llm_allow(bench.mock.port),
     ]
     egress.install(settings.FLEET_NETWORK)  # as the suite's mock_llm fixture does
+    # The instance reaches the mock on its network's gateway, where the mock always listens
+    # (host.docker.internal needs a default bridge, which this engine may not have).
+    from instances.runtime import DockerRuntime
+
+    gateway = DockerRuntime(settings.FLEET_DOCKER_URL).network_gateway(settings.FLEET_NETWORK)
+    bench.base_url = bench.mock.url_for(gateway)
     instance = bench.deploy()
     made: list[Backup] = []
     try:
         n = int(os.environ.get("BENCH_SESSIONS", "1000"))
         turns = min(n, int(os.environ.get("BENCH_TURNS", "50")))
         t = time.monotonic()
+
         def chat(i):
             for attempt in range(3):  # a loaded machine makes the gateway answer 408 now and then
                 try:
