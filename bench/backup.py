@@ -130,10 +130,16 @@ def main() -> int:
             return size
 
         bare_bytes, bare_s = timed(bare)
+        print(f"bare openclaw backup create + read: {bare_bytes / 1e6:.2f} MB in {bare_s:.1f} s")
         full, full_s = timed(
             lambda: services.backup_create_now(instance=instance, kind=Backup.Kind.MANUAL)
         )
         made.append(full)
+        print(
+            f"full (ours): {full.size_bytes / 1e6:.2f} MB stored in {full_s:.1f} s "
+            f"({full_s / bare_s:.2f}x bare's time, {full.size_bytes / bare_bytes:.2f}x its bytes)",
+            flush=True,
+        )
 
         def take_point():
             assert tasks.run_point_backup(str(instance.pk)) == "done"
@@ -144,9 +150,17 @@ def main() -> int:
 
         first, first_s = timed(take_point)
         made.append(first)
+        print(f"first point (all blocks new): {first.size_bytes / 1e6:.2f} MB in {first_s:.1f} s")
         bench.chat("b-new-conversation", "one new conversation after the last point")
         inc, inc_s = timed(take_point)
         made.append(inc)
+        print(
+            f"incremental after one new conversation: {inc.size_bytes / 1e3:.1f} kB in "
+            f"{inc_s:.1f} s = {100 * inc.size_bytes / full.size_bytes:.2f} % of the full's bytes "
+            f"(goal <= 5 %), {inc_s / bare_s:.2f}x bare's time (goal <= 10 s); "
+            f"{inc.manifest['new_blocks']} of {inc.manifest['blocks']} blocks new",
+            flush=True,
+        )
 
         def do_restore():
             op = operation_request(
@@ -158,23 +172,11 @@ def main() -> int:
             )
             op = run_operation(op.pk)
             if op.state != "succeeded":
-                raise SystemExit(f"restore failed: {op.error} {op.error_detail}")
+                print(f"restore FAILED: {op.error} {op.error_detail}")
             return op
 
         op, restore_s = timed(do_restore)
         made.extend(Backup.objects.filter(operation=op))
-        print(f"bare openclaw backup create + read: {bare_bytes / 1e6:.2f} MB in {bare_s:.1f} s")
-        print(
-            f"full (ours): {full.size_bytes / 1e6:.2f} MB stored in {full_s:.1f} s "
-            f"({full_s / bare_s:.2f}x bare's time, {full.size_bytes / bare_bytes:.2f}x its bytes)"
-        )
-        print(f"first point (all blocks new): {first.size_bytes / 1e6:.2f} MB in {first_s:.1f} s")
-        print(
-            f"incremental after one new conversation: {inc.size_bytes / 1e3:.1f} kB in "
-            f"{inc_s:.1f} s = {100 * inc.size_bytes / full.size_bytes:.2f} % of the full's bytes "
-            f"(goal <= 5 %), {inc_s / bare_s:.2f}x bare's time (goal <= 10 s); "
-            f"{inc.manifest['new_blocks']} of {inc.manifest['blocks']} blocks new"
-        )
         steps = ", ".join(f"{s['name']} {step_seconds(s)}" for s in op.steps)
         print(f"restore of that point from {where}: {restore_s:.1f} s (goal RTO <= 120 s)")
         print(f"  steps: {steps}")
