@@ -76,10 +76,34 @@ def offline_session_keys(runtime, volume: str, image: str) -> list[str]:
     code, out, _err = runtime.run_in_volume(volume, image, cmd, timeout=300)
     if code != 0:
         raise OperationError("OpenClaw could not read the sessions of the restored state.")
-    from instances.openclaw.client import extract_json
-
-    payload = extract_json(out)
+    payload = _sessions_document(out)
+    if payload is None:
+        log.warning(
+            "offline session list of %s unreadable: %d bytes, starts %r, ends %r",
+            volume,
+            len(out),
+            out[:120],
+            out[-120:],
+        )
+        raise OperationError("OpenClaw's session list of the state could not be read.")
     return sorted({s["key"] for s in payload.get("sessions") or [] if s.get("key")})
+
+
+def _sessions_document(out: bytes) -> dict | None:
+    """The JSON object of `openclaw sessions --json` among whatever else it printed (log lines
+    before it, a notice after it): the first object that decodes and has "sessions"."""
+    text = out.decode(errors="replace")
+    decoder = json.JSONDecoder()
+    pos = text.find("{")
+    while pos >= 0:
+        try:
+            doc, _end = decoder.raw_decode(text, pos)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and "sessions" in doc:
+            return doc
+        pos = text.find("{", pos + 1)
+    return None
 
 
 def inspect_archive(chunks) -> dict:

@@ -117,3 +117,13 @@ def test_a_full_backup_sealed_with_the_old_field_keys_still_decrypts(settings):
 
     with pytest.raises(InvalidToken):
         MultiFernet([Fernet(k.encode()) for k in settings.FIELD_ENCRYPTION_KEYS]).decrypt(sealed)
+
+
+def test_the_offline_session_list_is_found_among_log_lines_and_a_trailing_notice():
+    from sessions_mgmt.services.backups import _sessions_document
+
+    out = (
+        b'[plugins] {loaded} 14\n{"sessions": [{"key": "agent:main:a"}], "count": 1}\nnotice {x}\n'
+    )
+    assert _sessions_document(out) == {"sessions": [{"key": "agent:main:a"}], "count": 1}
+    assert _sessions_document(b"no json here") is None
