@@ -78,6 +78,10 @@ def offline_session_keys(runtime, volume: str, image: str) -> list[str]:
         raise OperationError("OpenClaw could not read the sessions of the restored state.")
     payload = _sessions_document(out)
     if payload is None:
+        # A helper's output is its container log, which the runtime caps (1 MB): a large state's
+        # listing (about 1 kB a session) comes back cut. Write it into the volume and read it.
+        payload = _sessions_document(_listing_via_file(runtime, volume, image, cmd) or b"")
+    if payload is None:
         log.warning(
             "offline session list of %s unreadable: %d bytes, starts %r, ends %r",
             volume,
@@ -87,6 +91,21 @@ def offline_session_keys(runtime, volume: str, image: str) -> list[str]:
         )
         raise OperationError("OpenClaw's session list of the state could not be read.")
     return sorted({s["key"] for s in payload.get("sessions") or [] if s.get("key")})
+
+
+LISTING_FILE = ".clawfleet-session-list.json"
+
+
+def _listing_via_file(runtime, volume: str, image: str, cmd: list[str]) -> bytes | None:
+    import shlex
+
+    target = f'"$OPENCLAW_STATE_DIR"/{LISTING_FILE}'
+    script = f"{shlex.join(cmd)} > {target}"
+    try:
+        code, _out, _err = runtime.run_in_volume(volume, image, ["sh", "-c", script], timeout=300)
+        return runtime.read_file(volume, image, LISTING_FILE) if code == 0 else None
+    finally:
+        runtime.run_in_volume(volume, image, ["sh", "-c", f"rm -f {target}"], timeout=60)
 
 
 def _sessions_document(out: bytes) -> dict | None:
