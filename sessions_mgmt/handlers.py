@@ -145,7 +145,11 @@ def _restore(op: Operation, instance: Instance, wants_running: bool, at_rest: st
             owner="1000:1000",
         )
     with step(op, "Check the restored sessions") as entry:
-        restored = backups.offline_session_keys(runtime, fresh, image)
+        try:
+            restored = backups.offline_session_keys(runtime, fresh, image)
+        except Exception:
+            runtime.remove_volume(fresh)  # nothing changed: leave no unpacked copy behind
+            raise
         expected = manifest.get("session_keys") or []
         missing = sorted(set(expected) - set(restored))
         entry["detail"] = f"{len(restored)} sessions (backup manifest: {len(expected)})"
