@@ -394,7 +394,7 @@ def instance_detail(request, pk):
 
 
 def _price_source(instance) -> str:
-    """"own", "table" or "none" (the page then says "no price" rather than $0)."""
+    """ "own", "table" or "none" (the page then says "no price" rather than $0)."""
     from billing.pricing import own_price, price_for
 
     if own_price(instance) is not None:

@@ -204,9 +204,10 @@ def export_response(*, organization, start, end, group_by: str, fmt: str):
     """The streamed download, for the API and the dashboard alike."""
     writer = exports.stream_json if fmt == "json" else exports.stream_csv
     response = StreamingHttpResponse(
-        (chunk.encode() for chunk in writer(
-            organization=organization, start=start, end=end, group_by=group_by
-        )),
+        (
+            chunk.encode()
+            for chunk in writer(organization=organization, start=start, end=end, group_by=group_by)
+        ),
         content_type="application/json" if fmt == "json" else "text/csv; charset=utf-8",
     )
     name = exports.filename(start=start, end=end, group_by=group_by, fmt=fmt)

@@ -64,9 +64,7 @@ def test_the_fourth_restore_in_an_hour_is_refused(inst, alice):
 
 def test_a_restore_needs_a_plan(inst, alice, alice_org):
     backup = BackupFactory(instance=inst)
-    Subscription.objects.filter(organization=alice_org).update(
-        status=Subscription.Status.CANCELED
-    )
+    Subscription.objects.filter(organization=alice_org).update(status=Subscription.Status.CANCELED)
     with pytest.raises(ValidationError) as exc:
         restore_request(actor=actor(alice), instance=inst, backup=backup)
     assert "no active plan" in str(exc.value)
