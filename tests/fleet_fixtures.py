@@ -280,6 +280,13 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
+    def restart(self, **env: str) -> None:
+        """Stop, then start with these variables added to the environment (a fixture that
+        brings up a peer the worker must know about)."""
+        self.env.update(env)
+        self.stop()
+        self.start()
+
     def stop(self) -> None:
         if not self.alive:
             return
@@ -311,7 +318,8 @@ def celery_worker_process(
     """A real worker on the operations, maintenance and billing queues, against the test
     database and a per-session broker prefix, writing routes into the session's edge proxy
     (tests/edge/proxy.py: its settings are in os.environ). `.kill9()` and `.start()` for the
-    crash test."""
+    crash test. It is the session's only worker: a second one on the same queues would take
+    tasks meant for this one; fixtures that need other settings in it call `.restart(**env)`."""
     from django.db import connection
 
     from instances import specs
@@ -336,6 +344,10 @@ def celery_worker_process(
         "FLEET_EGRESS_ALLOW": ",".join(settings.FLEET_EGRESS_ALLOW),
         # A shared 2-core machine under load boots a gateway in 15 s or in 100 s: be patient.
         "FLEET_READY_TIMEOUT": str(max(settings.FLEET_READY_TIMEOUT, 300)),
+        # Webhook deliveries (tests/notifications): the receivers listen on loopback, and
+        # "500 three times, then 200" takes seconds with a 0.5 s back-off base.
+        "WEBHOOK_ALLOW_LOOPBACK": "true",
+        "WEBHOOK_RETRY_BASE_SECONDS": "0.5",
         "PYTHONUNBUFFERED": "1",
     }
     log_path = tmp_path_factory.mktemp("worker") / "celery-worker.log"

@@ -34,9 +34,10 @@ def telegram_peer(telegram_peer_process, settings):
 
 
 @pytest.fixture(scope="session")
-def telegram_peer_for_containers(docker_runtime, mock_llm):
-    """The peer reachable from the tenant containers (request it before celery_worker_process:
-    the worker reads its settings from the environment when it starts)."""
+def telegram_peer_for_containers(docker_runtime, mock_llm, celery_worker_process):
+    """The peer reachable from the tenant containers. The session's worker reads its settings
+    from the environment when it starts and may have started long before (other suites): it is
+    restarted with the peer's addresses and the egress allowance for its port."""
     from instances import egress
 
     gateway = docker_runtime.network_gateway(TEST_NETWORK)
@@ -55,6 +56,9 @@ def telegram_peer_for_containers(docker_runtime, mock_llm):
         os.environ[key] = value
     settings.FLEET_EGRESS_ALLOW = [*settings.FLEET_EGRESS_ALLOW, f"gateway:{peer.port}"]
     egress.install(TEST_NETWORK, runtime=docker_runtime)
+    celery_worker_process.restart(
+        **values, FLEET_EGRESS_ALLOW=",".join(settings.FLEET_EGRESS_ALLOW)
+    )
     yield peer
     peer.stop()
     for key, value in saved.items():
