@@ -15,7 +15,12 @@ from accounts.services import SYSTEM
 
 from .factories import MembershipFactory, OrganizationFactory, UserFactory, verified
 
-pytest_plugins = ["tests.fleet_fixtures", "tests.fakes.fixtures", "tests.edge.proxy"]
+pytest_plugins = [
+    "tests.fleet_fixtures",
+    "tests.fakes.fixtures",
+    "tests.edge.proxy",
+    "tests.browser.fixtures",
+]
 
 PASSWORD = "correct-horse-battery"
 

@@ -13,7 +13,7 @@ from tests.dashboard.conftest import SECRETS, STEPS
 from tests.factories import InstanceFactory, OperationFactory
 from tests.fleet_fixtures import make_entitled
 
-from .conftest import login
+from .fixtures import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from accounts.models import AuditEvent
-from tests.browser.conftest import CHROMIUM_ARGS, login
+from tests.browser.fixtures import CHROMIUM_ARGS, login
 from tests.factories import MembershipFactory, UserFactory, verified
 from tests.fleet_fixtures import OPERATION_TIMEOUT, deploy_and_wait
 
