@@ -135,35 +135,9 @@ def test_subscription_deleted_arriving_before_created_ends_canceled(
 
 def test_deleted_before_created_with_stripe_refetch_ends_canceled(post_event, enqueued, alice_org):
     """The subscription exists in (local)Stripe: both handlers re-fetch it, Stripe's state wins."""
-    from billing.services import subscriptions
-
     plan = PlanFactory()
     c = stripe_api.client()
-    c.v1.plans.create(
-        {
-            "id": plan.stripe_price_id,
-            "amount": 1900,
-            "currency": "usd",
-            "interval": "month",
-            "product": {"name": plan.name},
-        }
-    )
-    customer_id = subscriptions.customer_ensure(organization=alice_org)
-    pm = c.v1.payment_methods.create(
-        {
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-        }
-    )
-    c.v1.payment_methods.attach(pm.id, {"customer": customer_id})
-    c.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": pm.id}})
-    live = c.v1.subscriptions.create(
-        {
-            "customer": customer_id,
-            "items": [{"plan": plan.stripe_price_id}],
-            "metadata": {"organization_id": str(alice_org.pk)},
-        }
-    ).to_dict()
+    live = live_subscription(alice_org, plan)
     canceled = c.v1.subscriptions.cancel(live["id"]).to_dict()
     # The created event is newer here than the deleted one: only the re-fetch gets it right.
     deleted = make_event("customer.subscription.deleted", canceled, created=int(time.time()) - 5)
@@ -288,7 +262,6 @@ def test_a_real_subscription_flow_from_localstripe_reaches_our_endpoint(
     import urllib.request
 
     from accounts.models import Organization
-    from billing.services import subscriptions
 
     org = Organization.objects.create(name="Live Co", slug="live-co", billing_email="l@example.com")
     plan = PlanFactory()
@@ -297,32 +270,7 @@ def test_a_real_subscription_flow_from_localstripe_reaches_our_endpoint(
     ).encode()
     urllib.request.urlopen(f"{localstripe}/_config/webhooks/clawfleet", data=body).read()
 
-    c = stripe_api.client()
-    c.v1.plans.create(
-        {
-            "id": plan.stripe_price_id,
-            "amount": 1900,
-            "currency": "usd",
-            "interval": "month",
-            "product": {"name": plan.name},
-        }
-    )
-    customer_id = subscriptions.customer_ensure(organization=org)
-    pm = c.v1.payment_methods.create(
-        {
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-        }
-    )
-    c.v1.payment_methods.attach(pm.id, {"customer": customer_id})
-    c.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": pm.id}})
-    live = c.v1.subscriptions.create(
-        {
-            "customer": customer_id,
-            "items": [{"plan": plan.stripe_price_id}],
-            "metadata": {"organization_id": str(org.pk)},
-        }
-    )
+    live = live_subscription(org, plan)
 
     def wait_for(type_, **lookup):
         # Only this test's objects: localstripe may still deliver other tests' events.
@@ -334,19 +282,19 @@ def test_a_real_subscription_flow_from_localstripe_reaches_our_endpoint(
             time.sleep(0.2)
         raise AssertionError(f"no {type_} webhook arrived")
 
-    created = wait_for("customer.subscription.created", payload__data__object__id=live.id)
-    paid = wait_for("invoice.payment_succeeded", payload__data__object__subscription=live.id)
+    created = wait_for("customer.subscription.created", payload__data__object__id=live["id"])
+    paid = wait_for("invoice.payment_succeeded", payload__data__object__subscription=live["id"])
     assert created.pk in enqueued["process_stripe_event"]
     assert tasks.process_stripe_event(created.pk) == "processed"
     assert tasks.process_stripe_event(paid.pk) == "processed"
     sub = Subscription.objects.get(organization=org)
     assert sub.status == Subscription.Status.ACTIVE
     assert sub.plan == plan
-    assert sub.stripe_subscription_id == live.id
+    assert sub.stripe_subscription_id == live["id"]
     assert sub.current_period_end is not None
 
-    c.v1.subscriptions.cancel(live.id)
-    deleted = wait_for("customer.subscription.deleted", payload__data__object__id=live.id)
+    stripe_api.client().v1.subscriptions.cancel(live["id"])
+    deleted = wait_for("customer.subscription.deleted", payload__data__object__id=live["id"])
     assert tasks.process_stripe_event(deleted.pk) == "processed"
     sub.refresh_from_db()
     assert sub.status == Subscription.Status.CANCELED
