@@ -33,7 +33,7 @@ def telegram_peer(telegram_peer_process, settings):
     return telegram_peer_process
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def telegram_peer_for_containers(docker_runtime, mock_llm, celery_worker_process):
     """The peer reachable from the tenant containers. The session's worker reads its settings
     from the environment when it starts and may have started long before (other suites): it is
@@ -67,3 +67,9 @@ def telegram_peer_for_containers(docker_runtime, mock_llm, celery_worker_process
     settings.FLEET_EGRESS_ALLOW = saved_allow
     with contextlib.suppress(Exception):
         egress.install(TEST_NETWORK, runtime=docker_runtime)
+    # The worker back as the rest of the session knows it (its firewall re-check would keep
+    # allowing the peer's port otherwise).
+    celery_worker_process.restart(
+        **{key: (value or "") for key, value in saved.items()},
+        FLEET_EGRESS_ALLOW=",".join(saved_allow),
+    )
