@@ -86,8 +86,21 @@ class UsageExportQuerySerializer(UsageQuerySerializer):
         return {"group_by": "client", "format": "csv", **attrs}
 
 
-class UsageExportRowSerializer(serializers.Serializer):
-    """One row: the grouping's key columns, then the measures (every column is in `columns`)."""
+class UsageExportTotalsSerializer(serializers.Serializer):
+    """The measures of a row, summed over the whole export."""
+
+    running_seconds = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cache_read_tokens = serializers.IntegerField()
+    cache_write_tokens = serializers.IntegerField()
+    compute_usd = _usd()
+    llm_usd = _usd()
+    total_usd = _usd()
+
+
+class UsageExportRowSerializer(UsageExportTotalsSerializer):
+    """One row: the grouping's key columns beside the measures (every column is in `columns`)."""
 
     kind = serializers.ChoiceField(choices=list(exports.ROW_KINDS), required=False)
     client = serializers.CharField(required=False, allow_blank=True)
@@ -97,25 +110,6 @@ class UsageExportRowSerializer(serializers.Serializer):
     provider = serializers.CharField(required=False, allow_blank=True)
     model = serializers.CharField(required=False, allow_blank=True)
     channel = serializers.CharField(required=False, allow_blank=True)
-    running_seconds = serializers.IntegerField()
-    input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
-    cache_read_tokens = serializers.IntegerField()
-    cache_write_tokens = serializers.IntegerField()
-    compute_usd = _usd()
-    llm_usd = _usd()
-    total_usd = _usd()
-
-
-class UsageExportTotalsSerializer(serializers.Serializer):
-    running_seconds = serializers.IntegerField()
-    input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
-    cache_read_tokens = serializers.IntegerField()
-    cache_write_tokens = serializers.IntegerField()
-    compute_usd = _usd()
-    llm_usd = _usd()
-    total_usd = _usd()
 
 
 class UsageExportSerializer(serializers.Serializer):
