@@ -292,3 +292,75 @@ class InstanceEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind}: {self.message}"
+
+
+class PoolSlot(models.Model):
+    """One warm-pool gateway (instances/pool.py, docs/warm-pool.md): a pre-booted container and
+    volume named for a future instance whose id is this row's id, on a pool token, with no
+    provider and no tenant data. A deploy that claims it creates the Instance with this id.
+
+    booting → ready → claiming → claimed; any of them → retired (container and volume removed).
+    Every change is a conditional UPDATE on the old state (pool.move), so one slot is never
+    claimed twice nor retired under a claim that already landed."""
+
+    class State(models.TextChoices):
+        BOOTING = "booting", "Booting"
+        READY = "ready", "Ready"
+        CLAIMING = "claiming", "Claiming"
+        CLAIMED = "claimed", "Claimed"
+        RETIRED = "retired", "Retired"
+
+    # The states whose engine objects belong to the pool (counted in the host's capacity).
+    POOLED = (State.BOOTING, State.READY)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="pool_slots")
+    host_port = models.PositiveIntegerField()
+    openclaw_version = models.CharField(max_length=32)
+    memory_mb = models.PositiveIntegerField()
+    cpus = models.DecimalField(max_digits=4, decimal_places=2)
+    pool_token = EncryptedTextField()
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.BOOTING, db_index=True
+    )
+    # Why it was retired (dead, boot timeout, claim failed: ...), for staff; never secrets.
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "host_port"],
+                condition=Q(state__in=["booting", "ready", "claiming"]),
+                name="poolslot_port_unique_per_host",
+            )
+        ]
+
+    def __str__(self):
+        return f"pool {self.id.hex[:12]} ({self.state})"
+
+    # The names an Instance with this id has (Instance.container_name, ...): the runtime specs
+    # and the OpenClaw client take a slot where they take an instance.
+    @property
+    def container_name(self) -> str:
+        return f"clawfleet-{self.id.hex}"
+
+    @property
+    def volume_name(self) -> str:
+        return f"clawfleet-{self.id.hex}-state"
+
+    @property
+    def hostname(self) -> str:
+        return f"oc-{self.id.hex[:12]}"
+
+    @property
+    def gateway_token(self) -> str:
+        return self.pool_token
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
