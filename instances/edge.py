@@ -413,24 +413,31 @@ class EdgeRepair:
     reloaded: bool
 
 
-def reconcile_host(host, containers, *, skip=()) -> EdgeRepair:
+def reconcile_host(host, containers, *, skip=(), instances=None) -> EdgeRepair:
     """Repair the routes of one host's instances from one engine listing (`containers`:
     runtime.list_managed() output): missing or drifted routes are written again, routes of
-    instances this plane no longer has (on any host) are removed."""
+    instances this plane no longer has (on any host) are removed. `instances`: the host's
+    non-purged instances as the caller already loaded them (the reconcile pass), else queried."""
     if not enabled():
         return EdgeRepair([], [], [], False)
+    from .specs import INSTANCE_LABEL
+
     reloaded = ensure_server()
     current = {r.get("@id"): r for r in routes() if r.get("@id")}
     by_name = {c.name: c for c in containers}
+    by_instance = {(c.labels or {}).get(INSTANCE_LABEL): c for c in containers}
     added, changed, removed = [], [], []
     prefix = _route_prefix()
-    instances = list(
-        Instance.objects.select_related("organization").filter(host=host).exclude(status=S.PURGED)
-    )
+    if instances is None:
+        instances = list(
+            Instance.objects.select_related("organization")
+            .filter(host=host)
+            .exclude(status=S.PURGED)
+        )
     for instance in instances:
-        if str(instance.pk) in skip:
+        if str(instance.pk) in skip or instance.status == S.PURGED:
             continue
-        info = by_name.get(instance.container_name)
+        info = by_instance.get(str(instance.pk)) or by_name.get(instance.container_name)
         address = getattr(info, "address", None) if info is not None and info.running else None
         want = desired_route(instance, address)
         rid = route_id(instance.pk)

@@ -23,6 +23,9 @@ ORG_LABEL = "clawfleet.org"
 # "orphans" carrying its own plane label, so a development database, a test run and production
 # sharing one engine never delete each other's containers.
 PLANE_LABEL = "clawfleet.plane"
+# A warm-pool gateway (instances/pool.py). Docker cannot relabel a container, so a claimed one
+# keeps it: with an Instance row of its clawfleet.instance id it is that instance's container.
+POOL_LABEL = "clawfleet.pool"
 
 CONTEXT_WINDOW = 128_000
 MAX_TOKENS = 8_192

@@ -18,10 +18,18 @@ plus whatever a test registers in ``programs``; an unknown program exits 127 as 
 container, but the programs the image has and the fake cannot run (sh, node, openclaw) raise
 NotImplementedError so a test never passes by accident.
 
-Knobs for tests: ``ready``, ``broken_images``, ``crash(name)``, ``errors`` ({method: exception}
-raised when the method is called), ``canned_logs`` (the log text for any container, even one
-the fake does not hold: dashboard pages whose instances are only rows), ``programs``.
-Every call is recorded in ``calls`` as (method, *key arguments).
+Docker's healthcheck (the OpenClaw image has one) is modelled as Docker reports it: a started
+container's health is "starting" until ``run_healthchecks()`` (the engine's periodic check) sets
+every running one to "healthy" or "unhealthy" (serving or not); a stopped one has none. The
+summary of ``list_managed`` carries it, as the Docker adapter parses it from the list call.
+
+It holds thousands of containers cheaply (bench/reconcile.py runs 1,000): the spec hash is
+computed once per container, and a probe finds its container through a port index.
+
+Knobs for tests: ``ready``, ``broken_images``, ``crash(name)``, ``run_healthchecks()``,
+``errors`` ({method: exception} raised when the method is called), ``canned_logs`` (the log
+text for any container, even one the fake does not hold: dashboard pages whose instances are
+only rows), ``programs``. Every call is recorded in ``calls`` as (method, *key arguments).
 """
 
 from __future__ import annotations
@@ -114,6 +122,8 @@ class FakeContainer:
     finished_at: str | None = None
     ever_started: bool = False
     tmp: dict[str, bytes] = field(default_factory=dict)  # its own /tmp
+    health: str | None = None  # Docker's healthcheck status while running
+    spec_hash: str = ""  # the spec never changes once created: hashed once
 
 
 class FakeFS:
@@ -218,6 +228,7 @@ class FakeRuntime:
         self.peers: dict[str, FakeRuntime] = {}
         self.created = 0
         self._ids = 0
+        self._ports: dict[int, set[str]] = {}  # host port -> names of containers publishing it
 
     def __repr__(self) -> str:
         return f"FakeRuntime({self.base_url!r})"
@@ -264,6 +275,7 @@ class FakeRuntime:
 
     def _info(self, c: FakeContainer, *, summary: bool = False) -> ContainerInfo:
         status = "running" if c.running else ("exited" if c.ever_started else "created")
+        spec_hash = c.spec_hash or c.spec.spec_hash()
         return ContainerInfo(
             name=c.spec.name,
             id=c.id,
@@ -274,16 +286,16 @@ class FakeRuntime:
             restart_count=None if summary else 0,
             started_at=None if summary else c.started_at,
             finished_at=None if summary else c.finished_at,
-            health=None,
+            health=c.health if c.running else None,
             labels={
                 **c.spec.labels,
                 MANAGED_LABEL: "true",
                 VOLUME_LABEL: c.spec.volume_name,
-                SPEC_HASH_LABEL: c.spec.spec_hash(),
+                SPEC_HASH_LABEL: spec_hash,
             },
             image=c.spec.image,
             host_port=c.spec.host_port if (c.running or not summary) else None,
-            spec_hash=c.spec.spec_hash(),
+            spec_hash=spec_hash,
         )
 
     def _check_image(self, image: str) -> None:
@@ -294,7 +306,13 @@ class FakeRuntime:
     def crash(self, name: str, exit_code: int = 137) -> None:
         """The container's process dies (as a kill -9 or the OOM killer would do it)."""
         c = self.containers[name]
-        c.running, c.exit_code, c.finished_at = False, exit_code, _now()
+        c.running, c.exit_code, c.finished_at, c.health = False, exit_code, _now(), None
+
+    def run_healthchecks(self) -> None:
+        """The engine runs every running container's healthcheck: healthy while it serves."""
+        for c in self.containers.values():
+            if c.running:
+                c.health = "healthy" if self._serving(c) else "unhealthy"
 
     @property
     def configs(self) -> dict[str, dict]:
@@ -401,7 +419,9 @@ class FakeRuntime:
             raise VolumeNotFound(spec.volume_name, "call ensure_volume() first")
         self.created += 1
         c = FakeContainer(spec=copy.deepcopy(spec), id=self._next_id("c"))
+        c.spec_hash = c.spec.spec_hash()
         self.containers[spec.name] = c
+        self._ports.setdefault(int(spec.host_port), set()).add(spec.name)
         return self._info(c)
 
     def start(self, name: str) -> None:
@@ -411,15 +431,15 @@ class FakeRuntime:
             return
         c.ever_started, c.started_at, c.tmp = True, _now(), {}
         if c.spec.image in self.broken_images:  # its process exits at once
-            c.running, c.exit_code, c.finished_at = False, 1, _now()
+            c.running, c.exit_code, c.finished_at, c.health = False, 1, _now(), None
         else:
-            c.running, c.exit_code = True, None
+            c.running, c.exit_code, c.health = True, None, "starting"
 
     def stop(self, name: str, timeout: int = STOP_TIMEOUT) -> None:
         self._enter("stop", name, timeout)
         c = self.containers.get(name)
         if c is not None and c.running:
-            c.running, c.exit_code, c.finished_at = False, 0, _now()
+            c.running, c.exit_code, c.finished_at, c.health = False, 0, _now(), None
 
     def restart(self, name: str, timeout: int = STOP_TIMEOUT) -> None:
         self._enter("restart", name)
@@ -437,6 +457,7 @@ class FakeRuntime:
                 f"{self.base_url}: cannot remove running container {name}: stop it or force"
             )
         del self.containers[name]
+        self._ports.get(int(c.spec.host_port), set()).discard(name)
 
     # -- commands and logs
     def _running(self, name: str) -> FakeContainer:
@@ -628,10 +649,11 @@ class FakeRuntime:
 
     # -- health
     def _by_port(self, host_port: int) -> FakeContainer | None:
-        return next(
-            (c for c in self.containers.values() if c.spec.host_port == host_port and c.running),
-            None,
-        )
+        for name in self._ports.get(int(host_port), ()):
+            c = self.containers.get(name)
+            if c is not None and c.running and c.spec.host_port == host_port:
+                return c
+        return None
 
     def probe(self, host_port: int, timeout: float = 2.0) -> dict[str, Any]:
         self._enter("probe", host_port)
