@@ -44,6 +44,7 @@ bench: venv redis postgres docker image caddy
 	$(TEST_ENV) $(PY) bench/backup.py
 	$(TEST_ENV) $(PY) bench/api.py
 	$(TEST_ENV) $(PY) bench/edge.py
+	$(TEST_ENV) $(PY) bench/reconcile.py
 
 venv: $(VENV)/.installed
 
