@@ -11,9 +11,10 @@ truncated file fail to decrypt, not restore half an archive. Fernet with the bac
 (BACKUP_ENCRYPTION_KEYS: the first encrypts, all decrypt) authenticates every chunk; a file
 written before backups had their own keys (with FIELD_ENCRYPTION_KEYS) still decrypts.
 
-Incremental points (".cfpt", see `write_point`): the same archive cut into blocks (SQLite pages
-for databases, 64 KiB for other files), each block compressed and sealed with AES-256-GCM under
-a key derived from the first backup key; a point stores only the blocks no earlier point of the
+Incremental points (".cfpt", see `write_point`): the same archive cut into blocks (SQLite
+databases as chunks of their rows, point_rows; 64 KiB blocks for other files; format 1, still
+read, held databases as pages), each block compressed and sealed with AES-256-GCM under a key
+derived from the first backup key; a point stores only the blocks no earlier point of the
 instance holds (one "pack" object), plus an index naming every block of the state. Each index is
 self-contained: a point restores from its index and the packs it names, never from another index.
 
@@ -31,6 +32,7 @@ import contextlib
 import gzip
 import hashlib
 import json
+import logging
 import os
 import struct
 import tarfile
@@ -48,6 +50,8 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"CFBK1\n"
 CHUNK_SIZE = 4 * 1024 * 1024
@@ -415,17 +419,19 @@ def delete(name: str) -> None:
 
 # --- incremental points: deduplicated blocks ---------------------------------------------------
 
-POINT_MAGIC = b"CFPT1\n"
+POINT_MAGIC = b"CFPT1\n"  # format 1: SQLite databases as page blocks (still read)
+POINT_MAGIC_V2 = b"CFPT2\n"  # format 2: SQLite databases as row chunks (point_rows), compact index
 PACK_MAGIC = b"CFPK1\n"
 FILE_BLOCK = 64 * 1024
 ID_LEN = 12
 _LOC = struct.Struct(">HQI")
 _SQLITE_HEAD = b"SQLite format 3\x00"
+ROWS = "rows"  # member kind: an SQLite database stored as row chunks, rebuilt on restore
 
 
 def _block_size(head: bytes) -> int:
-    """SQLite databases are cut at their page size (a VACUUMed snapshot moves whole pages, so an
-    unchanged page is the same block wherever it lands); everything else in 64 KiB blocks."""
+    """SQLite databases stored as pages are cut at their page size (an unchanged page is the
+    same block wherever it lands); everything else in 64 KiB blocks."""
     if head.startswith(_SQLITE_HEAD) and len(head) >= 18:
         page = int.from_bytes(head[16:18], "big")
         page = 65536 if page == 1 else page
@@ -434,9 +440,40 @@ def _block_size(head: bytes) -> int:
     return FILE_BLOCK
 
 
+def _varint(n: int, out: bytearray) -> None:
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _varints(raw: bytes, pos: int, count: int) -> tuple[list[int], int]:
+    values = []
+    for _ in range(count):
+        shift = value = 0
+        while True:
+            b = raw[pos]
+            pos += 1
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+        values.append(value)
+    return values, pos
+
+
+def _zz(n: int) -> int:
+    return n * 2 if n >= 0 else -n * 2 - 1
+
+
+def _unzz(z: int) -> int:
+    return z // 2 if not z & 1 else -(z + 1) // 2
+
+
 class PointIndex:
     """What one point holds: the tar members of the state in order, each file as a list of block
-    ids, and where each block lives (pack object, offset, length)."""
+    ids (a database stored as rows: its row chunks), and where each block lives (pack object,
+    offset, length)."""
 
     def __init__(self, members: list[dict], ids: list[bytes], locs: dict, packs: list[dict]):
         self.members = members
@@ -452,38 +489,73 @@ class PointIndex:
         return {bid: (self.packs[pi], off, ln) for bid, (pi, off, ln) in self.locs.items()}
 
     def to_bytes(self) -> bytes:
-        order: list[bytes] = []
-        seen: set[bytes] = set()
+        """Format 2: the members as JSON, the unique block ids, their locations as varints (the
+        offset as the distance from where the pack's previous block ended: mostly 0), then every
+        reference as a varint delta into the unique list (mostly +1). ~16 bytes a unique block."""
+        order: dict[bytes, int] = {}
         for bid in self.ids:
-            if bid not in seen:
-                seen.add(bid)
-                order.append(bid)
+            if bid not in order:
+                order[bid] = len(order)
         head = json.dumps(
-            {"v": 1, "members": self.members, "packs": self.packs, "unique": len(order)},
+            {"v": 2, "members": self.members, "packs": self.packs, "unique": len(order)},
             separators=(",", ":"),
         ).encode()
-        loc_blob = b"".join(bid + _LOC.pack(*self.locs[bid]) for bid in order)
-        return zlib.compress(_LEN.pack(len(head)) + head + b"".join(self.ids) + loc_blob, 6)
+        var = bytearray()
+        ends: dict[int, int] = {}
+        for bid in order:
+            pi, off, ln = self.locs[bid]
+            _varint(pi, var)
+            _varint(_zz(off - ends.get(pi, len(PACK_MAGIC) + _LEN.size)), var)
+            _varint(ln, var)
+            ends[pi] = off + ln + _LEN.size
+        prev = -1
+        for bid in self.ids:
+            u = order[bid]
+            _varint(_zz(u - prev - 1), var)
+            prev = u
+        body = _LEN.pack(len(head)) + head + b"".join(order) + bytes(var)
+        return zlib.compress(body, 9)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> PointIndex:
+    def from_bytes(cls, data: bytes, version: int = 2) -> PointIndex:
         try:
             raw = zlib.decompress(data)
             (n,) = _LEN.unpack(raw[: _LEN.size])
             head = json.loads(raw[_LEN.size : _LEN.size + n])
             pos = _LEN.size + n
             count = sum(m.get("b", 0) for m in head["members"])
-            ids = [raw[pos + i * ID_LEN : pos + (i + 1) * ID_LEN] for i in range(count)]
-            pos += count * ID_LEN
-            step = ID_LEN + _LOC.size
-            locs = {}
-            for i in range(head["unique"]):
-                rec = raw[pos + i * step : pos + (i + 1) * step]
-                locs[rec[:ID_LEN]] = _LOC.unpack(rec[ID_LEN:])
-        except (zlib.error, ValueError, KeyError, struct.error) as exc:
+            unique = head["unique"]
+            if version == 1:
+                ids = [raw[pos + i * ID_LEN : pos + (i + 1) * ID_LEN] for i in range(count)]
+                pos += count * ID_LEN
+                step = ID_LEN + _LOC.size
+                locs = {}
+                for i in range(unique):
+                    rec = raw[pos + i * step : pos + (i + 1) * step]
+                    locs[rec[:ID_LEN]] = _LOC.unpack(rec[ID_LEN:])
+            else:
+                order = [raw[pos + i * ID_LEN : pos + (i + 1) * ID_LEN] for i in range(unique)]
+                pos += unique * ID_LEN
+                values, pos = _varints(raw, pos, 3 * unique)
+                locs, ends = {}, {}
+                for i, bid in enumerate(order):
+                    pi, gap, ln = values[3 * i : 3 * i + 3]
+                    off = ends.get(pi, len(PACK_MAGIC) + _LEN.size) + _unzz(gap)
+                    locs[bid] = (pi, off, ln)
+                    ends[pi] = off + ln + _LEN.size
+                refs, pos = _varints(raw, pos, count)
+                ids, prev = [], -1
+                for z in refs:
+                    prev = prev + 1 + _unzz(z)
+                    ids.append(order[prev])
+                if len(order) != unique or pos != len(raw):
+                    raise ValueError("index length")
+        except (zlib.error, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
             raise BackupCorrupt("the point's index is unreadable") from exc
-        if len(locs) != head["unique"] or any(b not in locs for b in ids):
+        if len(locs) != unique or any(b not in locs for b in ids):
             raise BackupCorrupt("the point's index is incomplete")
+        if any(pi >= len(head["packs"]) for pi, _, _ in locs.values()):
+            raise BackupCorrupt("the point's index names a pack it does not list")
         return cls(head["members"], ids, locs, head["packs"])
 
     def has_config(self) -> bool:
@@ -533,93 +605,155 @@ _MEMBER_TYPES = {
 }
 
 
+class _PackWriter:
+    """The new pack of a point (in local scratch until it is saved) and the block locations."""
+
+    def __init__(self, tmp, previous: PointIndex | None):
+        kid = current_key_id()
+        self.known: dict[bytes, tuple[dict, int, int]] = {}
+        if previous is not None:
+            for bid, (pack, off, ln) in previous.block_locations().items():
+                if pack.get("key") == kid:  # blocks of a retiring key are stored again
+                    self.known[bid] = (pack, off, ln)
+        self.tmp = tmp
+        self.new_pack = {"name": "", "sha256": "", "size": 0, "key": kid}
+        self.packs: list[dict] = []
+        self.pack_index: dict[str, int] = {}
+        self.locs: dict[bytes, tuple[int, int, int]] = {}
+        self.hash = hashlib.sha256(PACK_MAGIC)
+        tmp.write(PACK_MAGIC)
+        self.offset = len(PACK_MAGIC)
+        self.stats = {"blocks": 0, "new_blocks": 0, "state_bytes": 0, "new_plain_bytes": 0}
+
+    def _pack_no(self, pack: dict) -> int:
+        key = pack["name"] or "\0new"
+        if key not in self.pack_index:
+            self.pack_index[key] = len(self.packs)
+            self.packs.append(pack)
+        return self.pack_index[key]
+
+    def add(self, block: bytes) -> bytes:
+        bid = hashlib.sha256(block).digest()[:ID_LEN]
+        self.stats["blocks"] += 1
+        if bid in self.locs:
+            return bid
+        if bid in self.known:
+            pack, off, ln = self.known[bid]
+            self.locs[bid] = (self._pack_no(pack), off, ln)
+            return bid
+        blob = seal(zlib.compress(block, 9), aad=bid)
+        framed = _LEN.pack(len(blob)) + blob
+        self.tmp.write(framed)
+        self.hash.update(framed)
+        self.locs[bid] = (self._pack_no(self.new_pack), self.offset + _LEN.size, len(blob))
+        self.offset += len(framed)
+        self.stats["new_blocks"] += 1
+        self.stats["new_plain_bytes"] += len(block)
+        return bid
+
+
+def _entry(m: tarfile.TarInfo) -> dict:
+    return {
+        "n": m.name,
+        "t": "0" if m.isfile() else m.type.decode(),
+        "m": m.mode,
+        "u": m.uid,
+        "g": m.gid,
+        "un": m.uname,
+        "gn": m.gname,
+        "mt": int(m.mtime),
+        "l": m.linkname,
+        "s": m.size if m.isfile() else 0,
+        "b": 0,
+    }
+
+
+def _database_ids(path: str, writer: _PackWriter) -> list[bytes] | None:
+    """A database's row chunks as blocks, or None when it cannot be stored as rows (it is then
+    stored as pages; blocks already added stay in the pack unused)."""
+    from . import point_rows
+
+    ids: list[bytes] = []
+    blocks = writer.stats["blocks"]
+    try:
+        for chunk in point_rows.chunks(point_rows.dump(path)):
+            ids.append(writer.add(chunk))
+    except point_rows.NotDumpable as exc:
+        log.warning("a database of the state is stored as pages: %s", exc)
+        writer.stats["blocks"] = blocks
+        return None
+    return ids
+
+
 @store_errors
 def write_point(
-    base: str, archive_gz: Iterable[bytes], previous: PointIndex | None
+    base: str, archive_gz: Iterable[bytes], previous: PointIndex | None, *, rows: bool = True
 ) -> WrittenPoint:
     """Cut a gzipped tar (OpenClaw's consistent archive) into blocks; store the blocks that
     `previous` (the instance's last point) does not hold in one pack `<base>.pack`, then the
-    index `<base>.cfpt`. Blocks sealed by another key than the current first key are not reused
-    (after a rotation the next point stores them again, so old keys can retire with retention)."""
-    kid = current_key_id()
-    known: dict[bytes, tuple[dict, int, int]] = {}
-    if previous is not None:
-        for bid, (pack, off, ln) in previous.block_locations().items():
-            if pack.get("key") == kid:
-                known[bid] = (pack, off, ln)
+    index `<base>.cfpt`. SQLite databases are stored as row chunks (point_rows; with `rows`
+    off, or a database rows cannot represent, as pages), other files in 64 KiB blocks. Blocks
+    sealed by another key than the current first key are not reused (after a rotation the next
+    point stores them again, so old keys can retire with retention)."""
     members: list[dict] = []
-    ids: list[bytes] = []
-    new_pack = {"name": "", "sha256": "", "size": 0, "key": kid}
-    packs: list[dict] = []
-    pack_index: dict[str, int] = {}
-    locs: dict[bytes, tuple[int, int, int]] = {}
-    stats = {"blocks": 0, "new_blocks": 0, "state_bytes": 0, "new_plain_bytes": 0}
-    pack_hash = hashlib.sha256()
-
-    def pack_no(pack: dict) -> int:
-        key = pack["name"] or "\0new"
-        if key not in pack_index:
-            pack_index[key] = len(packs)
-            packs.append(pack)
-        return pack_index[key]
-
-    with tempfile.TemporaryFile(dir=scratch_dir()) as tmp:
-        tmp.write(PACK_MAGIC)
-        pack_hash.update(PACK_MAGIC)
-        offset = len(PACK_MAGIC)
+    per_member: list[list[bytes]] = []
+    databases: list[tuple[int, str]] = []  # (member number, spooled copy)
+    storage = backup_storage()
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryFile(dir=scratch_dir()))
+        spool = stack.enter_context(tempfile.TemporaryDirectory(dir=scratch_dir()))
+        writer = _PackWriter(tmp, previous)
         reader = IterReader(gunzip_stream(archive_gz))
         with tarfile.open(fileobj=reader, mode="r|") as tar:
             for m in tar:
                 if m.type not in _MEMBER_TYPES:
                     continue
-                entry = {
-                    "n": m.name,
-                    "t": "0" if m.isfile() else m.type.decode(),
-                    "m": m.mode,
-                    "u": m.uid,
-                    "g": m.gid,
-                    "un": m.uname,
-                    "gn": m.gname,
-                    "mt": int(m.mtime),
-                    "l": m.linkname,
-                    "s": m.size if m.isfile() else 0,
-                    "b": 0,
-                }
+                entry = _entry(m)
+                ids: list[bytes] = []
                 if m.isfile():
+                    writer.stats["state_bytes"] += m.size
                     fh = tar.extractfile(m)
                     first = fh.read(min(FILE_BLOCK, m.size)) if fh else b""
-                    size = _block_size(first)
-                    for block in _blocks(first, fh, size):
-                        bid = hashlib.sha256(block).digest()[:ID_LEN]
-                        stats["blocks"] += 1
-                        stats["state_bytes"] += len(block)
-                        entry["b"] += 1
-                        ids.append(bid)
-                        if bid in locs:
-                            continue
-                        if bid in known:
-                            pack, off, ln = known[bid]
-                            locs[bid] = (pack_no(pack), off, ln)
-                            continue
-                        blob = seal(zlib.compress(block, 6), aad=bid)
-                        framed = _LEN.pack(len(blob)) + blob
-                        tmp.write(framed)
-                        pack_hash.update(framed)
-                        locs[bid] = (pack_no(new_pack), offset + _LEN.size, len(blob))
-                        offset += len(framed)
-                        stats["new_blocks"] += 1
-                        stats["new_plain_bytes"] += len(block)
+                    if rows and m.size >= 100 and first.startswith(_SQLITE_HEAD):
+                        # Spooled: whether it can be rows is known once the whole tar is read
+                        # (a database beside a live -wal or -journal is stored as pages).
+                        path = os.path.join(spool, f"{len(members)}.sqlite")
+                        with open(path, "wb") as out:
+                            out.write(first)
+                            for more in iter(lambda fh=fh: fh.read(1024 * 1024), b""):
+                                out.write(more)
+                        databases.append((len(members), path))
+                    else:
+                        ids = [writer.add(b) for b in _blocks(first, fh, _block_size(first))]
                 members.append(entry)
-        storage = backup_storage()
-        if stats["new_blocks"]:
+                per_member.append(ids)
+        sizes = {e["n"]: e["s"] for e in members}
+        for no, path in databases:
+            name = members[no]["n"]
+            journal = sizes.get(name + "-wal", 0) or sizes.get(name + "-journal", 0)
+            ids = None if journal else _database_ids(path, writer)
+            if ids is None:
+                with open(path, "rb") as fh:
+                    first = fh.read(FILE_BLOCK)
+                    ids = [writer.add(b) for b in _blocks(first, fh, _block_size(first))]
+            else:
+                members[no]["k"] = ROWS
+            per_member[no] = ids
+            os.unlink(path)
+        all_ids: list[bytes] = []
+        for entry, ids in zip(members, per_member, strict=True):
+            entry["b"] = len(ids)
+            all_ids.extend(ids)
+        new_pack = writer.new_pack
+        if writer.stats["new_blocks"]:
             tmp.flush()
             tmp.seek(0)
             new_pack["name"] = storage.save(f"{base}.pack", File(tmp, name="pack"))
-            new_pack["sha256"] = pack_hash.hexdigest()
-            new_pack["size"] = offset
-    index = PointIndex(members, ids, locs, packs)
+            new_pack["sha256"] = writer.hash.hexdigest()
+            new_pack["size"] = writer.offset
+    index = PointIndex(members, all_ids, writer.locs, writer.packs)
     try:
-        sealed = POINT_MAGIC + seal(index.to_bytes(), aad=POINT_MAGIC)
+        sealed = POINT_MAGIC_V2 + seal(index.to_bytes(), aad=POINT_MAGIC_V2)
         index_name = storage.save(f"{base}.cfpt", ContentFile(sealed, name="index"))
     except Exception:
         if new_pack["name"]:
@@ -631,7 +765,7 @@ def write_point(
         index_size=len(sealed),
         pack=new_pack if new_pack["name"] else None,
         index=index,
-        stats=stats,
+        stats=writer.stats,
     )
 
 
@@ -642,7 +776,8 @@ def _quiet_delete(name: str) -> None:
 
 @store_errors
 def read_point(name: str, sha256: str) -> PointIndex:
-    """The index of a point, after its checksum (raises BackupCorrupt, StoreUnavailable)."""
+    """The index of a point (format 1 or 2), after its checksum (raises BackupCorrupt,
+    StoreUnavailable)."""
     storage = backup_storage()
     if not name or not storage.exists(name):
         raise BackupCorrupt("the backup index is missing")
@@ -650,9 +785,10 @@ def read_point(name: str, sha256: str) -> PointIndex:
         data = fh.read()
     if hashlib.sha256(data).hexdigest() != sha256:
         raise BackupCorrupt("the backup index does not match its checksum")
-    if not data.startswith(POINT_MAGIC):
-        raise BackupCorrupt("not a Clawfleet point index")
-    return PointIndex.from_bytes(unseal(data[len(POINT_MAGIC) :], aad=POINT_MAGIC))
+    for version, magic in ((2, POINT_MAGIC_V2), (1, POINT_MAGIC)):
+        if data.startswith(magic):
+            return PointIndex.from_bytes(unseal(data[len(magic) :], aad=magic), version)
+    raise BackupCorrupt("not a Clawfleet point index")
 
 
 @store_errors
@@ -689,19 +825,11 @@ class _TarPipe:
         return chunks
 
 
-class _BlockFile:
-    """A file of the point, read block by block from the local copies of its packs."""
-
-    def __init__(self, ids, locs, files):
-        self._ids = iter(ids)
-        self._locs = locs
-        self._files = files
-        self._buf = b""
-
-    def _next(self) -> bytes:
-        bid = next(self._ids)
-        pi, off, ln = self._locs[bid]
-        fh = self._files[pi]
+def _read_blocks(ids, locs, files) -> Iterator[bytes]:
+    """The blocks `ids`, read from the local copies of their packs, each checked against its id."""
+    for bid in ids:
+        pi, off, ln = locs[bid]
+        fh = files[pi]
         fh.seek(off)
         blob = fh.read(ln)
         if len(blob) != ln:
@@ -712,25 +840,16 @@ class _BlockFile:
             raise BackupCorrupt("a backup block does not decompress") from exc
         if hashlib.sha256(block).digest()[:ID_LEN] != bid:
             raise BackupCorrupt("a backup block does not match its id")
-        return block
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            try:
-                self._buf += self._next()
-            except StopIteration:
-                break
-        if n < 0:
-            data, self._buf = self._buf, b""
-        else:
-            data, self._buf = self._buf[:n], self._buf[n:]
-        return data
+        yield block
 
 
 @store_errors
 def point_tar(index: PointIndex) -> Iterator[bytes]:
-    """The point's state as an (uncompressed) tar stream, as OpenClaw's archive held it.
-    Its packs are copied to local scratch first, checked against their checksums."""
+    """The point's state as an (uncompressed) tar stream, as OpenClaw's archive held it (a
+    database stored as rows is rebuilt in local scratch: the same schema and rows, its own
+    pages). Its packs are copied to local scratch first, checked against their checksums."""
+    from . import point_rows
+
     storage = backup_storage()
     with contextlib.ExitStack() as stack:
         files = []
@@ -744,6 +863,7 @@ def point_tar(index: PointIndex) -> Iterator[bytes]:
             if digest.hexdigest() != pack["sha256"]:
                 raise BackupCorrupt("a block pack of the backup does not match its checksum")
             files.append(tmp)
+        spool = stack.enter_context(tempfile.TemporaryDirectory(dir=scratch_dir()))
         out = _TarPipe()
         pos = 0
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as dst:
@@ -756,7 +876,21 @@ def point_tar(index: PointIndex) -> Iterator[bytes]:
                 info.size = m["s"]
                 ids = index.ids[pos : pos + m["b"]]
                 pos += m["b"]
-                dst.addfile(info, _BlockFile(ids, index.locs, files) if m["t"] == "0" else None)
+                if m.get("k") == ROWS:
+                    path = os.path.join(spool, "db.sqlite")
+                    try:
+                        point_rows.rebuild(_read_blocks(ids, index.locs, files), path)
+                    except point_rows.BadStream as exc:
+                        raise BackupCorrupt(
+                            f"a database of the backup does not rebuild: {exc}"
+                        ) from exc
+                    info.size = os.path.getsize(path)
+                    with open(path, "rb") as fh:
+                        dst.addfile(info, fh)
+                    os.unlink(path)
+                else:
+                    body = IterReader(_read_blocks(ids, index.locs, files))
+                    dst.addfile(info, body if m["t"] == "0" else None)
                 yield from out.drain()
         yield from out.drain()
 

@@ -240,7 +240,7 @@ def _write_point_backup(instance, backup, chunks, written_names: list[str]):
     if not index.file_count() or not index.has_config():
         raise NothingToBackUp("The backup does not hold an OpenClaw state.")
     manifest = {
-        "format": "cfpt1",
+        "format": "cfpt2",
         "files": index.file_count(),
         "archive_size": written.stats["state_bytes"],
         "blocks": written.stats["blocks"],
@@ -253,10 +253,15 @@ def _write_point_backup(instance, backup, chunks, written_names: list[str]):
     return written.index_name, written.index_sha256, written.new_bytes, manifest
 
 
+def is_point(backup: Backup) -> bool:
+    """A point in time (an index and packs; format 1 held databases as pages, 2 as rows)."""
+    return (backup.manifest or {}).get("format") in ("cfpt1", "cfpt2")
+
+
 def verify_stored(backup: Backup) -> None:
     """The stored objects of a backup match their checksums (raises BackupCorrupt or
     StoreUnavailable): the first step of a restore and of the nightly proof."""
-    if (backup.manifest or {}).get("format") == "cfpt1":
+    if is_point(backup):
         index = backup_store.read_point(backup.storage_name, backup.sha256)
         backup_store.verify_packs(index)
     else:
@@ -266,7 +271,7 @@ def verify_stored(backup: Backup) -> None:
 def archive_chunks(backup: Backup) -> Iterator[bytes]:
     """The backup's archive as gzipped tar chunks, whatever its format (a full .cfbk file or a
     point rebuilt from its blocks)."""
-    if (backup.manifest or {}).get("format") == "cfpt1":
+    if is_point(backup):
         index = backup_store.read_point(backup.storage_name, backup.sha256)
         return backup_store.gzip_stream(backup_store.point_tar(index), level=1)
     return backup_store.open_plaintext(backup.storage_name)
