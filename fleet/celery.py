@@ -21,6 +21,11 @@ app.conf.beat_schedule = {
         "task": "instances.tasks.reconcile_fleet",
         "schedule": 30.0,  # settings.FLEET_RECONCILE_SECONDS, see _periods_from_settings
     },
+    # Keep each host's warm pool of pre-booted gateways full (a no-op with the pool off).
+    "refill-warm-pools": {
+        "task": "instances.tasks.refill_warm_pools",
+        "schedule": 15.0,
+    },
     # Read every connected chat channel's health from OpenClaw; restart recovered ones.
     "channel-health": {
         "task": "channels.tasks.check_all_channels",

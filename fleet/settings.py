@@ -287,6 +287,10 @@ FLEET_NETWORK = env.str("FLEET_NETWORK", default="clawfleet")
 FLEET_PLANE_ID = env.str("FLEET_PLANE_ID", default="")
 FLEET_PORT_RANGE = env.str("FLEET_PORT_RANGE", default="19100-19999")
 FLEET_READY_TIMEOUT = env.int("FLEET_READY_TIMEOUT", default=240)
+# Warm pool (instances/pool.py, docs/warm-pool.md): pre-booted gateways per host, raised to the
+# last hour's deploys on the host up to FLEET_WARM_POOL_MAX. 0 turns the pool off.
+FLEET_WARM_POOL_SIZE = env.int("FLEET_WARM_POOL_SIZE", default=0)
+FLEET_WARM_POOL_MAX = env.int("FLEET_WARM_POOL_MAX", default=4)
 FLEET_CRASH_LOOP_THRESHOLD = env.int("FLEET_CRASH_LOOP_THRESHOLD", default=3)
 FLEET_CRASH_LOOP_WINDOW = env.int("FLEET_CRASH_LOOP_WINDOW", default=300)
 FLEET_RECONCILE_SECONDS = env.float("FLEET_RECONCILE_SECONDS", default=30.0)

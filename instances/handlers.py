@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from fleet import hooks
 
-from . import placement, specs, state
+from . import placement, pool, specs, state
 from .models import Instance, InstanceEvent, Operation
 from .operations import OperationError, register_handler, step
 
@@ -214,6 +214,10 @@ def _deploy_body(op: Operation, instance: Instance) -> None:
             with transaction.atomic():
                 placement.place(instance)
         entry["detail"] = f"{instance.host.name}:{instance.host_port}"
+    # A warm pool gateway reserved for this instance at placement is claimed (seconds); when
+    # there is none, or the claim fails (its gateway is removed then), the deploy goes on cold.
+    if pool.deploy_from_pool(op, instance, _mark_running):
+        return
     rt = _rt(instance)
     image = specs.image_for(instance.openclaw_version)
     with step(op, "image", image):

@@ -5,6 +5,10 @@ A host has room when the memory reserved by its live instances plus the request 
 that may run again (everything except deleted and purged): a stopped or paused instance keeps its
 reservation, so resuming it never fails for lack of memory.
 
+Warm pool (instances/pool.py): a pool gateway's memory counts like an instance's (not its count:
+it is no instance yet), its port is taken, and a deploy whose version and size match a ready
+pool gateway is placed where that gateway runs, with its id and port (pool.reserve).
+
 Ports: a deleted instance keeps its port during the grace period (its container can come back);
 purging releases it. The partial unique index `instance_port_unique_per_host` is the real guard
 against two placements picking the same port at once: we retry with the next free port on an
@@ -21,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 
-from .models import Host, Instance
+from .models import Host, Instance, PoolSlot
 
 LOCAL_HOST_NAME = "local"
 NOT_RESERVING = (Instance.Status.DELETED, Instance.Status.PURGED)
@@ -53,15 +57,22 @@ def ensure_local_host() -> Host:
 
 
 def host_usage(host: Host, *, exclude_instance_id=None) -> tuple[int, int]:
-    """(reserved memory in MB, number of live instances) on a host."""
+    """(reserved memory in MB, number of live instances) on a host. The memory includes the
+    host's pool gateways (booting or ready; a claimed one is its instance's)."""
     qs = Instance.objects.filter(host=host).exclude(status__in=NOT_RESERVING)
     if exclude_instance_id is not None:
         qs = qs.exclude(pk=exclude_instance_id)
     agg = qs.aggregate(memory=Sum("memory_mb"), count=Count("pk"))
-    return int(agg["memory"] or 0), int(agg["count"] or 0)
+    pooled = PoolSlot.objects.filter(host=host, state__in=PoolSlot.POOLED).aggregate(
+        memory=Sum("memory_mb")
+    )
+    memory = int(agg["memory"] or 0) + int(pooled["memory"] or 0)
+    return memory, int(agg["count"] or 0)
 
 
 def has_room(host: Host, memory_mb: int, *, exclude_instance_id=None) -> bool:
+    """Also asked before booting a pool gateway: one only pays off while an instance may
+    still be added (the count check), and its memory is reserved like an instance's."""
     memory, count = host_usage(host, exclude_instance_id=exclude_instance_id)
     if exclude_instance_id is None and count + 1 > host.max_instances:
         return False
@@ -89,6 +100,11 @@ def free_ports(host: Host):
             "host_port", flat=True
         )
     )
+    used |= set(
+        PoolSlot.objects.filter(
+            host=host, state__in=[*PoolSlot.POOLED, PoolSlot.State.CLAIMING]
+        ).values_list("host_port", flat=True)
+    )
     local = is_local(host)
     for port in range(host.port_range_start, host.port_range_end + 1):
         if port not in used and (not local or _bindable(port)):
@@ -108,7 +124,17 @@ def _candidate_hosts() -> list[Host]:
 def place(instance: Instance) -> Instance:
     """Choose a host and port for `instance` and save it (insert or update). Must run inside
     the caller's transaction. Raises NoCapacity; re-raises other IntegrityErrors (e.g. a name
-    that became taken) for the caller to translate."""
+    that became taken) for the caller to translate.
+
+    A new instance (not saved yet) first tries the warm pool: with a ready pool gateway of its
+    version and size it takes that gateway's id, host and port (pool.reserve, which moves the
+    gateway to `claiming` in this same transaction: a rollback leaves it ready)."""
+    if instance._state.adding:
+        from . import pool
+
+        if pool.reserve(instance) is not None:
+            instance.save(force_insert=True)
+            return instance
     for host in _candidate_hosts():
         if not has_room(host, instance.memory_mb):
             continue

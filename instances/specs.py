@@ -12,7 +12,7 @@ import logging
 from django.conf import settings
 from django.db import connection
 
-from .models import Instance
+from .models import Instance, PoolSlot
 from .openclaw import config as openclaw_config
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ PLANE_LABEL = "clawfleet.plane"
 # A warm-pool gateway (instances/pool.py). Docker cannot relabel a container, so a claimed one
 # keeps it: with an Instance row of its clawfleet.instance id it is that instance's container.
 POOL_LABEL = "clawfleet.pool"
+# The org label of a pool gateway, which belongs to no organization yet.
+POOL_ORG_PLACEHOLDER = "pool"
 
 CONTEXT_WINDOW = 128_000
 MAX_TOKENS = 8_192
@@ -47,7 +49,16 @@ def image_for(version: str) -> str:
     return settings.FLEET_OPENCLAW_IMAGE.format(version=version)
 
 
-def labels_for(instance: Instance) -> dict[str, str]:
+def labels_for(instance: Instance | PoolSlot) -> dict[str, str]:
+    """A pool slot is labelled as the instance of its id will be, minus the org, plus the pool
+    label."""
+    if isinstance(instance, PoolSlot):
+        return {
+            INSTANCE_LABEL: str(instance.pk),
+            ORG_LABEL: POOL_ORG_PLACEHOLDER,
+            PLANE_LABEL: plane_id(),
+            POOL_LABEL: "true",
+        }
     return {
         INSTANCE_LABEL: str(instance.pk),
         ORG_LABEL: str(instance.organization_id),
@@ -55,7 +66,9 @@ def labels_for(instance: Instance) -> dict[str, str]:
     }
 
 
-def spec_for(instance: Instance, image: str | None = None):
+def spec_for(instance: Instance | PoolSlot, image: str | None = None):
+    """The container of an instance, or of a pool slot (same names, profile and network: only
+    the labels differ)."""
     from .runtime import ContainerSpec
 
     return ContainerSpec(
@@ -110,6 +123,47 @@ def config_for(instance: Instance) -> dict:
             "maxEntries": int(instance.session_max_count),
         },
     )
+
+
+# What a pool gateway runs with until a claim: build_config()'s own file (so every path that
+# needs a restart to change already has the tenant's value) without the model provider and the
+# primary model: no key, nothing to spend tokens on.
+POOL_PROVIDER = "pool"
+POOL_DROPPED_PATHS = ("models", "agents.defaults.model")
+
+
+def pool_config_for(slot: PoolSlot) -> dict:
+    config = openclaw_config.build_config(
+        gateway_token=slot.pool_token,
+        provider_id=POOL_PROVIDER,
+        base_url="http://127.0.0.1/v1",
+        api_key=NO_KEY_PLACEHOLDER,
+        model_id="none",
+        model_name="none",
+        prices={},
+        context_window=CONTEXT_WINDOW,
+        max_tokens=MAX_TOKENS,
+    )
+    for path in POOL_DROPPED_PATHS:
+        openclaw_config.delete_path(config, path)
+    return config
+
+
+def claim_patch_for(instance: Instance, current: dict) -> dict:
+    """The JSON merge patch that turns a pool gateway's config (`current`, as config.get reads
+    it) into the instance's: every owned path set to config_for(instance)'s value, and removed
+    where the instance wants OpenClaw's default but the pool file has one."""
+    desired = config_for(instance)
+    patch: dict = {}
+    missing = object()
+    for path in owned_paths_for(instance):
+        value = openclaw_config.get_path(desired, path, missing)
+        if value is missing:
+            if openclaw_config.get_path(current, path, missing) is not missing:
+                openclaw_config.set_path(patch, path, None)
+        else:
+            openclaw_config.set_path(patch, path, value)
+    return patch
 
 
 def owned_paths_for(instance: Instance) -> list[str]:

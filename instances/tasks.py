@@ -100,3 +100,6 @@ def purge_expired_instances():
     from .services import purge_expired
 
     return len(purge_expired(actor=SYSTEM))
+
+
+from .pool import refill_warm_pools  # noqa: E402,F401 - the warm pool beat task registers here
