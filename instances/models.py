@@ -10,6 +10,26 @@ from django.utils import timezone
 from fleet.fields import EncryptedTextField
 
 
+class EngineNames:
+    """The engine's names for the gateway of an id: an Instance and the PoolSlot that becomes it
+    share them (a claim keeps the slot's container and volume), so they are derived in one place."""
+
+    id: uuid.UUID
+
+    @property
+    def container_name(self) -> str:
+        return f"clawfleet-{self.id.hex}"
+
+    @property
+    def volume_name(self) -> str:
+        return f"clawfleet-{self.id.hex}-state"
+
+    @property
+    def hostname(self) -> str:
+        # Stable across container replacements: OpenClaw's owner lease is keyed by it.
+        return f"oc-{self.id.hex[:12]}"
+
+
 class Host(models.Model):
     """A Docker engine we place instances on, with its capacity."""
 
@@ -31,7 +51,7 @@ class Host(models.Model):
         return self.name
 
 
-class Instance(models.Model):
+class Instance(EngineNames, models.Model):
     """One customer's OpenClaw gateway: a container plus its state volume."""
 
     class DesiredState(models.TextChoices):
@@ -169,19 +189,6 @@ class Instance(models.Model):
         return self.id.hex[:12]
 
     @property
-    def container_name(self) -> str:
-        return f"clawfleet-{self.id.hex}"
-
-    @property
-    def volume_name(self) -> str:
-        return f"clawfleet-{self.id.hex}-state"
-
-    @property
-    def hostname(self) -> str:
-        # Stable across container replacements: OpenClaw's owner lease is keyed by it.
-        return f"oc-{self.id.hex[:12]}"
-
-    @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.host_port}" if self.host_port else ""
 
@@ -294,7 +301,7 @@ class InstanceEvent(models.Model):
         return f"{self.kind}: {self.message}"
 
 
-class PoolSlot(models.Model):
+class PoolSlot(EngineNames, models.Model):
     """One warm-pool gateway (instances/pool.py, docs/warm-pool.md): a pre-booted container and
     volume named for a future instance whose id is this row's id, on a pool token, with no
     provider and no tenant data. A deploy that claims it creates the Instance with this id.
@@ -342,20 +349,6 @@ class PoolSlot(models.Model):
 
     def __str__(self):
         return f"pool {self.id.hex[:12]} ({self.state})"
-
-    # The names an Instance with this id has (Instance.container_name, ...): the runtime specs
-    # and the OpenClaw client take a slot where they take an instance.
-    @property
-    def container_name(self) -> str:
-        return f"clawfleet-{self.id.hex}"
-
-    @property
-    def volume_name(self) -> str:
-        return f"clawfleet-{self.id.hex}-state"
-
-    @property
-    def hostname(self) -> str:
-        return f"oc-{self.id.hex[:12]}"
 
     @property
     def gateway_token(self) -> str:

@@ -51,7 +51,6 @@ KEEP_HISTORY = timedelta(days=7)
 # How long the claim waits for the token change to reach the gateway's HTTP auth.
 TOKEN_SWITCH_TIMEOUT = 15.0
 PATCH_TIMEOUT = 90
-BACKUP_COPIES = "openclaw.json.bak*"
 
 
 class ClaimFailed(Exception):
@@ -432,10 +431,7 @@ def drop_backup_copies(instance: Instance) -> None:
     """OpenClaw keeps the previous file (with the pool token) as openclaw.json.bak: remove it.
     Best effort: the pool token is refused by then anyway."""
     try:
-        code, _out, _err = _client(instance, timeout=30).run(
-            ["sh", "-c", f'rm -f "$OPENCLAW_STATE_DIR"/{BACKUP_COPIES}'], timeout=30
-        )
-        if code != 0:
+        if _client(instance, timeout=30).drop_config_backups() != 0:
             log.warning("could not remove the pool config copies of %s", instance.pk)
     except Exception as exc:  # noqa: BLE001 - best effort
         log.warning("could not remove the pool config copies: %s", type(exc).__name__)

@@ -51,6 +51,8 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage
 
+from . import point_rows
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"CFBK1\n"
@@ -440,24 +442,10 @@ def _block_size(head: bytes) -> int:
     return FILE_BLOCK
 
 
-def _varint(n: int, out: bytearray) -> None:
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-
-
 def _varints(raw: bytes, pos: int, count: int) -> tuple[list[int], int]:
     values = []
     for _ in range(count):
-        shift = value = 0
-        while True:
-            b = raw[pos]
-            pos += 1
-            value |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
+        value, pos = point_rows.read_varint(raw, pos)
         values.append(value)
     return values, pos
 
@@ -504,14 +492,14 @@ class PointIndex:
         ends: dict[int, int] = {}
         for bid in order:
             pi, off, ln = self.locs[bid]
-            _varint(pi, var)
-            _varint(_zz(off - ends.get(pi, len(PACK_MAGIC) + _LEN.size)), var)
-            _varint(ln, var)
+            point_rows.put_varint(pi, var)
+            point_rows.put_varint(_zz(off - ends.get(pi, len(PACK_MAGIC) + _LEN.size)), var)
+            point_rows.put_varint(ln, var)
             ends[pi] = off + ln + _LEN.size
         prev = -1
         for bid in self.ids:
             u = order[bid]
-            _varint(_zz(u - prev - 1), var)
+            point_rows.put_varint(_zz(u - prev - 1), var)
             prev = u
         body = _LEN.pack(len(head)) + head + b"".join(order) + bytes(var)
         return zlib.compress(body, 9)
@@ -671,8 +659,6 @@ def _entry(m: tarfile.TarInfo) -> dict:
 def _database_ids(path: str, writer: _PackWriter) -> list[bytes] | None:
     """A database's row chunks as blocks, or None when it cannot be stored as rows (it is then
     stored as pages; blocks already added stay in the pack unused)."""
-    from . import point_rows
-
     ids: list[bytes] = []
     blocks = writer.stats["blocks"]
     try:
@@ -848,8 +834,6 @@ def point_tar(index: PointIndex) -> Iterator[bytes]:
     """The point's state as an (uncompressed) tar stream, as OpenClaw's archive held it (a
     database stored as rows is rebuilt in local scratch: the same schema and rows, its own
     pages). Its packs are copied to local scratch first, checked against their checksums."""
-    from . import point_rows
-
     storage = backup_storage()
     with contextlib.ExitStack() as stack:
         files = []

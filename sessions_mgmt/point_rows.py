@@ -46,14 +46,15 @@ class BadStream(Exception):
 # --- varints and values ---------------------------------------------------------------------
 
 
-def _varint(n: int, out: bytearray) -> None:
+def put_varint(n: int, out: bytearray) -> None:
+    """LEB128, as SQLite and protobuf write it (also the point index's, backup_store)."""
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
 
 
-def _read_varint(buf, pos: int) -> tuple[int, int]:
+def read_varint(buf, pos: int) -> tuple[int, int]:
     shift = result = 0
     while True:
         if pos >= len(buf):
@@ -74,19 +75,19 @@ def _encode_row(row, out: bytearray) -> None:
             out.append(0)
         elif type(v) is int:
             out.append(1)
-            _varint((v << 1) ^ (v >> 63), out)  # zigzag: SQLite integers are 64-bit
+            put_varint((v << 1) ^ (v >> 63), out)  # zigzag: SQLite integers are 64-bit
         elif type(v) is float:
             out.append(2)
             out += _DOUBLE.pack(v)
         elif type(v) is str:
             b = v.encode()
             out.append(3)
-            _varint(len(b), out)
+            put_varint(len(b), out)
             out += b
         else:
             b = bytes(v)
             out.append(4)
-            _varint(len(b), out)
+            put_varint(len(b), out)
             out += b
 
 
@@ -98,13 +99,13 @@ def _decode_row(buf, pos: int, end: int) -> list:
         if tag == 0:
             row.append(None)
         elif tag == 1:
-            z, pos = _read_varint(buf, pos)
+            z, pos = read_varint(buf, pos)
             row.append((z >> 1) ^ -(z & 1))
         elif tag == 2:
             row.append(_DOUBLE.unpack_from(buf, pos)[0])
             pos += 8
         elif tag in (3, 4):
-            n, pos = _read_varint(buf, pos)
+            n, pos = read_varint(buf, pos)
             if pos + n > end:
                 raise BadStream("truncated value")
             raw = bytes(buf[pos : pos + n])
@@ -117,7 +118,7 @@ def _decode_row(buf, pos: int, end: int) -> list:
 
 def _record(kind: bytes, payload: bytes) -> bytes:
     out = bytearray()
-    _varint(len(payload) + 1, out)
+    put_varint(len(payload) + 1, out)
     return bytes(out) + kind + payload
 
 
@@ -224,7 +225,7 @@ def _records(stream: Iterable[bytes]) -> Iterator[tuple[bytes, memoryview]]:
         buf += chunk
         while True:
             try:
-                n, start = _read_varint(buf, pos)
+                n, start = read_varint(buf, pos)
             except BadStream:
                 break
             if start + n > len(buf):

@@ -20,13 +20,12 @@ import logging
 from django.conf import settings
 
 from instances.openclaw import config as oc
-from instances.openclaw.client import OpenClawClient
+from instances.openclaw.client import DROP_CONFIG_BACKUPS, OpenClawClient
 
 from ..models import Channel
 
 log = logging.getLogger(__name__)
 PATCH_TIMEOUT = 90
-BACKUP_COPIES = "openclaw.json.bak*"
 
 
 def client_for(instance, timeout: int = PATCH_TIMEOUT) -> OpenClawClient:
@@ -99,9 +98,7 @@ def remove(channel: Channel, client: OpenClawClient | None = None) -> list[str]:
 
 
 def drop_backup_copies(client: OpenClawClient) -> None:
-    code, _out, _err = client.run(
-        ["sh", "-c", f'rm -f "$OPENCLAW_STATE_DIR"/{BACKUP_COPIES}'], timeout=30
-    )
+    code = client.drop_config_backups()
     if code != 0:
         log.warning("could not remove openclaw.json backup copies (exit %s)", code)
 
@@ -130,7 +127,7 @@ def remove_from_volume(channel: Channel) -> bool:
     rt.run_in_volume(
         instance.volume_name,
         image,
-        ["sh", "-c", f'rm -f "$OPENCLAW_STATE_DIR"/{BACKUP_COPIES}'],
+        DROP_CONFIG_BACKUPS,
         timeout=60,
     )
     return written

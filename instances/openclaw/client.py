@@ -68,6 +68,9 @@ KNOWN_CHANNELS = frozenset(
         "cron",
     ]
 )
+# OpenClaw keeps the previous openclaw.json (secrets included) as these files after every write.
+CONFIG_BACKUP_COPIES = "openclaw.json.bak*"
+DROP_CONFIG_BACKUPS = ["sh", "-c", f'rm -f "$OPENCLAW_STATE_DIR"/{CONFIG_BACKUP_COPIES}']
 # Keys OpenClaw creates for the OpenAI-compatible HTTP API.
 API_KEY_MARKERS = ("openai-user", "openresponses-user")
 
@@ -546,6 +549,12 @@ class OpenClawClient:
             ) from exc
         except Exception as exc:
             raise OpenClawError(f"reading the file failed ({type(exc).__name__})") from exc
+
+    def drop_config_backups(self) -> int:
+        """Remove OpenClaw's copies of the previous config (they hold replaced secrets); the
+        exit code, for the caller to log."""
+        code, _out, _err = self.run(DROP_CONFIG_BACKUPS, timeout=30)
+        return code
 
     def remove_path(self, path: str) -> None:
         self.run(["rm", "-rf", path], timeout=60)
