@@ -23,6 +23,7 @@ from tests.integration.webstall import gateway_pids as _gateway_pids
 from tests.integration.webstall import get as _get
 from tests.integration.webstall import measure as _measure
 from tests.integration.webstall import p99 as _p99
+from tests.integration.webstall import signal_all as _signal_all
 
 pytestmark = [pytest.mark.docker, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -63,8 +64,7 @@ def test_a_stalled_gateway_never_stalls_the_web_tier(
             during, during_statuses = _measure(web, charlie_token, 10)
             answers = [future.result() for future in stalled]
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        _signal_all(pids, signal.SIGCONT)
 
     print(
         f"\nweb tier while one gateway is stopped: p99 {_p99(during) * 1000:.0f} ms over "

@@ -5,6 +5,7 @@ processes to stop (SIGSTOP) and continue. No pytest and no Django here: both cal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -111,8 +112,11 @@ def gateway_pids(container: str) -> list[int]:
 
 
 def signal_all(pids: list[int], sig: int) -> None:
+    """`docker top` also lists processes exec'd into the container (its healthcheck, a CLI
+    call), which end on their own timeout meanwhile: a pid that is gone is skipped."""
     for pid in pids:
-        os.kill(pid, sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def measure(web: str, token: str, seconds: float) -> tuple[list[float], list[int]]:
