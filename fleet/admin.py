@@ -143,7 +143,7 @@ def _link(name: str, query: str = "") -> str | None:
 
 
 def overview_context(*, now=None) -> dict:
-    from instances import selectors
+    from instances import pool, selectors
     from instances.models import Instance, Operation
     from sessions_mgmt.admin import with_backup_annotations
     from sessions_mgmt.models import Session
@@ -204,6 +204,7 @@ def overview_context(*, now=None) -> dict:
     return {
         "now": now,
         "hosts": hosts,
+        "pool": pool.overview(now=now),
         "by_status": by_status,
         "instance_total": sum(r["count"] for r in by_status),
         "failed_operations": failed,

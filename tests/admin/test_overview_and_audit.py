@@ -61,6 +61,31 @@ def test_the_overview_shows_capacity_statuses_failures_overdue_backups_and_costs
         assert reverse(f"admin:{name}_changelist") in html
 
 
+def test_the_overview_shows_the_warm_pool_per_host(admin_client_, org, host, settings):
+    from decimal import Decimal
+
+    from instances.models import PoolSlot
+
+    settings.FLEET_WARM_POOL_SIZE = 2
+    slot = {"host": host, "openclaw_version": "2026.9.6", "memory_mb": 1024, "cpus": Decimal(1)}
+    PoolSlot.objects.create(state=PoolSlot.State.READY, host_port=41001, **slot)
+    PoolSlot.objects.create(state=PoolSlot.State.BOOTING, host_port=41002, **slot)
+    PoolSlot.objects.create(
+        state=PoolSlot.State.CLAIMED, host_port=41003, claimed_at=timezone.now(), **slot
+    )
+    cold = make_instance(org, host, name="cold-bot")
+    make_operation(
+        cold, kind="deploy", steps=[{"name": "pool", "pool": "empty", "detail": "cold deploy"}]
+    )
+
+    page = admin_client_.get(OVERVIEW)
+
+    (row,) = page.context["pool"]
+    assert (row["size"], row["ready"], row["booting"], row["claims"]) == (2, 1, 1, 1)
+    assert (row["fallbacks_empty"], row["fallbacks_failed"]) == (1, 0)
+    assert 'id="overview-pool"' in page.content.decode()
+
+
 def test_the_overview_renders_for_an_empty_fleet(admin_client_):
     assert admin_client_.get(OVERVIEW).status_code == 200
 
