@@ -6,6 +6,8 @@ Fixtures for the real Docker engine, the OpenClaw image, the mock LLM and a Cele
 in tests/fleet_fixtures.py.
 """
 
+import importlib
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -23,6 +25,36 @@ pytest_plugins = [
 ]
 
 PASSWORD = "correct-horse-battery"
+
+# Rows the data migrations seed (the support group, the plans and model prices). A transactional
+# test ends with a flush that empties every table; run serially, pytest-django orders those tests
+# last, but under xdist (`make test` runs two workers) a worker may run other tests after one.
+MIGRATION_SEEDS = [
+    ("accounts.migrations.0002_staff_support_group", "create_support_group"),
+    ("billing.migrations.0003_seed_plans_and_prices", "seed"),
+    ("billing.migrations.0004_plan_storage_allowances", "seed"),
+]
+
+
+def _flushes_the_database(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    if marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        return True
+    return bool({"transactional_db", "live_server"} & set(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a flushing test's teardown, seed again what the migrations seeded (idempotent)."""
+    yield
+    if not _flushes_the_database(item):
+        return
+    from django.apps import apps
+    from pytest_django.plugin import blocking_manager_key
+
+    with item.config.stash[blocking_manager_key].unblock():
+        for module, function in MIGRATION_SEEDS:
+            getattr(importlib.import_module(module), function)(apps, None)
 
 
 @pytest.fixture(autouse=True)
