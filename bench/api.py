@@ -21,6 +21,7 @@ import argparse
 import http.client
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -31,6 +32,8 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from cryptography.fernet import Fernet
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BENCH_DB = "clawfleet_bench_api"
@@ -267,6 +270,12 @@ def main() -> None:
         "CACHE_KEY_PREFIX": f"bench-{os.getpid()}",
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "fleet.settings",
+        # DEBUG off refuses to start without its secrets: throwaway ones for the bench database.
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "BACKUP_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+        "FLEET_BACKUP_LOCAL_IN_PRODUCTION": "true",
     }
     os.environ.update(env)
     sys.path.insert(0, str(BASE_DIR))
