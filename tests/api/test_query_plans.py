@@ -1,11 +1,12 @@
 """Every filter and ordering the list endpoints document is served by an index at fleet scale.
 
 One module-wide world, committed once (seconds, not minutes): 1,000 instances in 41
-organizations and 100,000 sessions, inserted with INSERT ... SELECT generate_series and
-ANALYZEd. Each test makes a real request with the measured organization's token, captures the
-SQL the view ran, and asks PostgreSQL for its plan: no sequential scan of the sessions table
-(the session list) or of the instances table (the instance list), and the default orderings need
-no sort at all (the index hands out the rows in order, so a page reads ~50 index entries).
+organizations, 100,000 sessions and 90 days of usage rows per instance (90,000), inserted with
+INSERT ... SELECT generate_series and ANALYZEd. Each test makes a real request with the measured
+organization's token, captures the SQL the view ran, and asks PostgreSQL for its plan: no
+sequential scan of the sessions table (the session list), of the instances table (the instance
+list) or of the usage days (usage), and the default orderings need no sort at all (the index
+hands out the rows in order, so a page reads ~50 index entries).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, AuditEvent, Organization
 from accounts.services import SYSTEM, api_token_create
+from billing.models import UsageDay
 from instances.models import Instance
 from sessions_mgmt.models import Session
 
@@ -31,8 +33,10 @@ BIG_ORG_INSTANCES = 200
 OTHER_INSTANCES = 20  # each: 40 × 20 + 200 = 1,000 instances
 BIG_ORG_SESSIONS = 50_000
 OTHER_SESSIONS = 50_000  # spread over the 800 other instances: 100,000 sessions in all
+USAGE_DAYS = 90  # one usage row per instance per day: 90,000
 SESSIONS = "sessions_mgmt_session"
 INSTANCES = "instances_instance"
+USAGE = "billing_usageday"
 
 
 def _insert_sessions(org_ids: list[int], instance_ids: list[str], count: int) -> None:
@@ -121,14 +125,32 @@ def fleet(django_db_setup, django_db_blocker):
             ids = [str(i.pk) for i in other_instances if i.organization_id == org.pk]
             _insert_sessions([org.pk], ids, per_org)
         with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO billing_usageday (
+                    instance_id, organization_id, day, running_seconds, input_tokens,
+                    output_tokens, cache_read_tokens, cache_write_tokens, compute_cost_usd,
+                    llm_cost_usd, updated_at
+                )
+                SELECT i.id, i.organization_id, current_date - d, 86400, 1000 * d, 100 * d, 0, 0,
+                       0.48, d / 1000.0, now()
+                FROM instances_instance i, generate_series(0, %s - 1) AS d
+                WHERE i.organization_id = ANY(%s)
+                """,
+                [USAGE_DAYS, [big.pk, *(o.pk for o in others)]],
+            )
             cursor.execute(f"ANALYZE {SESSIONS}")
             cursor.execute(f"ANALYZE {INSTANCES}")
-        _, secret = api_token_create(actor=SYSTEM, organization=big, name="plans", scopes=["read"])
+            cursor.execute(f"ANALYZE {USAGE}")
+        _, secret = api_token_create(
+            actor=SYSTEM, organization=big, name="plans", scopes=["read", "billing"]
+        )
         assert Session.objects.count() >= 100_000 and Instance.objects.count() >= 1_000
     yield {"secret": secret, "instance": big_instances[17], "org": big}
     with django_db_blocker.unblock():
         orgs = [big, *others]
         Session.objects.filter(organization__in=orgs)._raw_delete(connection.alias)
+        UsageDay.objects.filter(organization__in=orgs)._raw_delete(connection.alias)
         Instance.objects.filter(organization__in=orgs)._raw_delete(connection.alias)
         AuditEvent.objects.filter(organization__in=orgs).delete()
         ApiToken.objects.filter(organization__in=orgs).delete()
@@ -193,6 +215,7 @@ def _fill(query: str, fleet) -> str:
         instance=fleet["instance"].pk,
         week_ago=(today - dt.timedelta(days=7)).isoformat(),
         yesterday=(today - dt.timedelta(days=1)).isoformat(),
+        quarter_ago=(today - dt.timedelta(days=85)).isoformat(),
     )
 
 
@@ -256,3 +279,21 @@ def test_every_instance_filter_and_ordering_is_served_by_an_index(db, fleet, que
     _assert_indexed(path, plans, INSTANCES)
     if not query:
         assert response.json()["count"] == BIG_ORG_INSTANCES
+
+
+USAGE_QUERIES = [
+    "",
+    "from={week_ago}&to={yesterday}",
+    "from={quarter_ago}",
+    "instance={instance}",
+    "instance={instance}&from={quarter_ago}",
+]
+
+
+@pytest.mark.parametrize("query", USAGE_QUERIES)
+def test_usage_reads_the_organizations_days_by_index(db, fleet, query):
+    api = token_client(fleet["secret"])
+    path = "/api/v1/usage?" + _fill(query, fleet)
+    response, plans = _plans(api, path, USAGE)
+    _assert_indexed(path, plans, USAGE)
+    assert response.json()["instances"], "the measured organization has usage"
