@@ -3,12 +3,14 @@
     .venv/bin/python bench/api.py [--seconds 15] [--concurrency 8] [--workers 2] [--keep]
 
 1. Creates a dedicated database (clawfleet_bench_api, dropped at the end unless --keep), migrates
-   it, and seeds 100 organizations × 10 instances (1,000) and 100,000 sessions with bulk_create.
+   it, and seeds 100 organizations × 10 instances (1,000), 100,000 sessions and 30 days of usage
+   rows per instance (30,000) with bulk_create.
 2. Serves the app with gunicorn on 127.0.0.1 (a free port, --workers sync workers, DEBUG off,
    persistent database connections, a rate limit high enough not to interfere).
 3. Runs a closed-loop client (--concurrency threads, each with a keep-alive http.client
    connection, --seconds per endpoint) against GET /healthz (the baseline: no database),
-   GET /api/v1/instances and GET /api/v1/sessions with one organization's token, and prints
+   GET /api/v1/instances, GET /api/v1/sessions and GET /api/v1/usage (this month) with one
+   organization's token, and prints
    requests/s, p50 and p99 latency, and the ratios to the baseline.
 
 The client runs on the same machine as the server, so it competes for CPU: compare the ratios,
@@ -21,6 +23,7 @@ import argparse
 import http.client
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -32,11 +35,14 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from cryptography.fernet import Fernet
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 BENCH_DB = "clawfleet_bench_api"
 ORGS = 100
 INSTANCES_PER_ORG = 10
 SESSIONS_PER_INSTANCE = 100
+USAGE_DAYS = 30  # one usage row per instance per day (30,000)
 
 
 def _db_urls() -> tuple[str, str]:
@@ -143,6 +149,26 @@ def seed() -> str:
     if batch:
         Session.objects.bulk_create(batch, batch_size=5000)
         created += len(batch)
+    from billing.models import UsageDay
+
+    today = now.date()
+    UsageDay.objects.bulk_create(
+        [
+            UsageDay(
+                instance=instance,
+                organization_id=instance.organization_id,
+                day=today - timedelta(days=d),
+                running_seconds=86_400,
+                input_tokens=rng.randint(1_000, 1_000_000),
+                output_tokens=rng.randint(100, 100_000),
+                compute_cost_usd=Decimal("0.480000"),
+                llm_cost_usd=Decimal(rng.randint(0, 5_000_000)) / Decimal(1_000_000),
+            )
+            for instance in instances
+            for d in range(USAGE_DAYS)
+        ],
+        batch_size=5000,
+    )
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -267,6 +293,12 @@ def main() -> None:
         "CACHE_KEY_PREFIX": f"bench-{os.getpid()}",
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "fleet.settings",
+        # DEBUG off refuses to start without its secrets: throwaway ones for the bench database.
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "BACKUP_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+        "FLEET_BACKUP_LOCAL_IN_PRODUCTION": "true",
     }
     os.environ.update(env)
     sys.path.insert(0, str(BASE_DIR))
@@ -286,6 +318,7 @@ def main() -> None:
             ("GET /healthz (baseline)", "/healthz", {}),
             ("GET /api/v1/instances", "/api/v1/instances", auth),
             ("GET /api/v1/sessions", "/api/v1/sessions", auth),
+            ("GET /api/v1/usage", "/api/v1/usage", auth),
         ]
         results = []
         for label, path, headers in targets:

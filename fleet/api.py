@@ -195,6 +195,34 @@ class PublicTextField(serializers.CharField):
         return public_text(super().to_representation(value))
 
 
+class FlatRowsMixin:
+    """For list serializers of plain rows: the same output as DRF's to_representation, without
+    its per-field, per-row machinery (the readable-fields generator, get_attribute's lookups and
+    checks). The plan (field name, attribute, converter) is made once per response: a page of 50
+    sessions went from ~18,000 DRF field calls to one loop of plain attribute reads."""
+
+    def _flat_plan(self):
+        plan = self.__dict__.get("_flat_rows_plan")
+        if plan is None:
+            plan = []
+            for field in self._readable_fields:
+                attrs = field.source_attrs
+                attr = attrs[0] if len(attrs) == 1 else None
+                plan.append((field.field_name, field.source == "*", attr, field))
+            self._flat_rows_plan = plan
+        return plan
+
+    def to_representation(self, instance):
+        row = {}
+        for name, whole, attr, field in self._flat_plan():
+            if whole:
+                row[name] = field.to_representation(instance)
+                continue
+            value = getattr(instance, attr) if attr is not None else field.get_attribute(instance)
+            row[name] = None if value is None else field.to_representation(value)
+        return row
+
+
 def api_not_found(request, *args, **kwargs):
     """A plain Django view for unknown /api/v1 paths, so they answer JSON too (see docs/api.md)."""
     body = {"error": {"code": "not_found", "message": "No such API endpoint."}}
@@ -221,7 +249,12 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class OrganizationRateThrottle(SimpleRateThrottle):
-    """One bucket per organization token (or per signed-in user), shared by all processes."""
+    """One bucket per organization token (or per signed-in user), shared by all processes.
+
+    A fixed window counter: one Redis round trip a request (SET NX with the window's expiry, then
+    INCR, pipelined), where DRF's SimpleRateThrottle reads, trims and rewrites a list of every
+    request's timestamp (1,200 of them at the default rate) on each call. The price: a client may
+    spend one window's budget at its end and the next one's at the start of the next."""
 
     scope = "organization"
 
@@ -241,20 +274,41 @@ class OrganizationRateThrottle(SimpleRateThrottle):
             ident = self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
+    def _count(self, key: str, window: int) -> int:
+        """This window's count after adding one request."""
+        from django.core.cache.backends.redis import RedisCache
+
+        if isinstance(self.cache, RedisCache):
+            raw_key = self.cache.make_and_validate_key(key)
+            client = self.cache._cache.get_client(raw_key, write=True)
+            pipe = client.pipeline(transaction=False)
+            pipe.set(raw_key, 0, ex=window, nx=True)
+            pipe.incr(raw_key)
+            return pipe.execute()[1]
+        self.cache.add(key, 0, window)  # another backend (a test's locmem): two calls
+        return self.cache.incr(key)
+
     def allow_request(self, request, view):
-        allowed = super().allow_request(request, view)
-        if hasattr(self, "history"):
-            state = (
-                self.num_requests,
-                max(0, self.num_requests - len(self.history)),
-                int(self.duration),
-            )
-            request._throttle_state = state
-            # The Django request too, for the middleware below.
-            django_request = getattr(request, "_request", None)
-            if django_request is not None:
-                django_request._throttle_state = state
-        return allowed
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        self.now = self.timer()
+        window = int(self.duration)
+        started = int(self.now) // window * window
+        count = self._count(f"{key}:{started}", window)
+        self.wait_seconds = started + window - self.now
+        state = (self.num_requests, max(0, self.num_requests - count), window)
+        request._throttle_state = state
+        # The Django request too, for the middleware below.
+        django_request = getattr(request, "_request", None)
+        if django_request is not None:
+            django_request._throttle_state = state
+        return count <= self.num_requests
+
+    def wait(self):
+        return max(1.0, getattr(self, "wait_seconds", self.duration))
 
 
 def _set_rate_limit_headers(response, state) -> None:

@@ -3,7 +3,8 @@
 import uuid
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 
@@ -53,9 +54,39 @@ class Session(models.Model):
                 fields=["instance", "session_key"], name="session_key_unique_per_instance"
             )
         ]
+        # Every filter and ordering GET /api/v1/sessions documents is served by one of these
+        # (tests/api/test_query_plans.py); "recency" is the API's Coalesce of the two dates.
         indexes = [
             models.Index(fields=["organization", "-last_activity_at"]),
             models.Index(fields=["instance", "status"]),
+            models.Index(
+                F("organization"),
+                Coalesce("last_activity_at", "first_seen_at").desc(),
+                F("id").desc(),
+                name="session_org_recency",
+            ),
+            models.Index(
+                F("instance"),
+                Coalesce("last_activity_at", "first_seen_at").desc(),
+                F("id").desc(),
+                name="session_inst_recency",
+            ),
+            models.Index(
+                F("organization"),
+                F("status"),
+                Coalesce("last_activity_at", "first_seen_at").desc(),
+                F("id").desc(),
+                name="session_org_status_recency",
+            ),
+            models.Index(
+                F("organization"),
+                F("channel"),
+                Coalesce("last_activity_at", "first_seen_at").desc(),
+                F("id").desc(),
+                name="session_org_channel_recency",
+            ),
+            models.Index(fields=["organization", "-cost_usd", "-id"], name="session_org_cost"),
+            models.Index(fields=["organization", "id"], name="session_org_id"),
         ]
 
     def __str__(self):

@@ -10,7 +10,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from fleet.api import PublicTextField, non_blank_text, public_text
+from fleet.api import FlatRowsMixin, PublicTextField, non_blank_text, public_text
 from instances import rules
 from instances.models import Instance, Operation
 
@@ -84,7 +84,7 @@ def price_field() -> PriceField:
     return PriceField()
 
 
-class InstanceSerializer(serializers.ModelSerializer):
+class InstanceSerializer(FlatRowsMixin, serializers.ModelSerializer):
     model_base_url = serializers.CharField(read_only=True)
     status_message = PublicTextField(help_text="What we last observed, in words.")
     has_api_key = serializers.SerializerMethodField(
@@ -279,7 +279,7 @@ class OperationStepSerializer(serializers.Serializer):
     detail = serializers.CharField(allow_blank=True)
 
 
-class OperationSerializer(serializers.ModelSerializer):
+class OperationSerializer(FlatRowsMixin, serializers.ModelSerializer):
     """An operation as listed (no steps)."""
 
     instance = serializers.UUIDField(source="instance_id", read_only=True)

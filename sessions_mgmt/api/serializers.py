@@ -5,11 +5,11 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from fleet.api import PublicTextField, public_text
+from fleet.api import FlatRowsMixin, PublicTextField, public_text
 from sessions_mgmt.models import Backup, Session
 
 
-class SessionSerializer(serializers.ModelSerializer):
+class SessionSerializer(FlatRowsMixin, serializers.ModelSerializer):
     instance = serializers.UUIDField(source="instance_id", read_only=True)
     instance_name = serializers.CharField(read_only=True)
     total_tokens = serializers.IntegerField(read_only=True)
@@ -78,7 +78,7 @@ class SessionDetailSerializer(SessionSerializer):
         return public_text(self.context.get("transcript_error"))
 
 
-class BackupSerializer(serializers.ModelSerializer):
+class BackupSerializer(FlatRowsMixin, serializers.ModelSerializer):
     instance = serializers.UUIDField(source="instance_id", read_only=True)
     instance_name = serializers.CharField(read_only=True)
     operation = serializers.UUIDField(source="operation_id", read_only=True, allow_null=True)
