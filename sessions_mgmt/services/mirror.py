@@ -202,7 +202,12 @@ def sync_instance_sessions(*, instance: Instance, full: bool | None = None) -> S
     if instance.status not in access.SYNCABLE or instance.host_id is None:
         log.debug("session sync skipped for %s: %s", instance.pk, instance.status)
         return SyncResult(skipped=True)
-    client = access.client_for(instance)
+    from django.conf import settings
+
+    # One gateway call may take this long (a SIGSTOPped gateway accepts and never answers):
+    # a stuck instance costs its own task this much, never the beat's other instances.
+    timeout = int(getattr(settings, "FLEET_SESSION_SYNC_TIMEOUT", 60))
+    client = access.client_for(instance, timeout=timeout)
     now = timezone.now()
     now_ms = int(now.timestamp() * 1000)
     cursor = int(instance.sessions_cursor or 0)
