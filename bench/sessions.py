@@ -132,12 +132,23 @@ class Bench:
         self.name = f"{name_prefix}-{uuid.uuid4().hex[:6]}"
 
     def attach(self, instance_id: str):
-        """Mirror rows for a bench container that outlived its database (interrupted run)."""
+        """A bench container left by an interrupted run (BENCH_KEEP=1, or a killed bench): its
+        row in the bench database when it is still there (the real gateway token, which the RPC
+        needs), else a row made from the engine's view (exec only: the token is unknown)."""
         from django.conf import settings
 
         from instances.models import Host, Instance
         from instances.runtime import runtime_for
 
+        kept = Instance.objects.select_related("host").filter(pk=instance_id).first()
+        if kept is not None and kept.host is not None:
+            self.instance, self.runtime = kept, runtime_for(kept.host)
+            from sessions_mgmt.models import Session
+
+            Session.objects.filter(instance=kept).delete()  # the first sync starts from nothing
+            Instance.objects.filter(pk=kept.pk).update(sessions_cursor=0)
+            kept.sessions_cursor = 0
+            return kept
         host, _ = Host.objects.get_or_create(
             name="bench-local", defaults={"base_url": settings.FLEET_DOCKER_URL}
         )
