@@ -19,7 +19,8 @@ deploy operation runs in this process):
    the bench goes on with what exists and says so. OpenClaw's rate is printed per 1,000.
 3. times the first sync, an unchanged re-sync, a sync after 1 % changed (`sessions.patch` of a
    label), and one RPC round trip beside one `docker exec true` in the same container.
-4. removes the instance (container and volume) unless BENCH_KEEP=1.
+4. removes the instance (container and volume) unless BENCH_KEEP=1. BENCH_TRACE=1 logs every
+   gateway call with its transport and time (where a sync spends its time).
 """
 
 from __future__ import annotations
@@ -288,6 +289,11 @@ def median_ms(fn, n: int = 20) -> float:
 
 def main() -> int:
     setup_django()
+    if os.environ.get("BENCH_TRACE") == "1":  # every gateway call with its transport and ms
+        import logging
+
+        logging.basicConfig()
+        logging.getLogger("instances.openclaw.client").setLevel(logging.DEBUG)
     from sessions_mgmt import services
     from sessions_mgmt.models import Session
 
