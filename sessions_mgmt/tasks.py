@@ -61,10 +61,9 @@ def sync_instance_sessions_task(instance_id: str, full: bool | None = None) -> N
     instance = Instance.objects.select_related("host").filter(pk=instance_id).first()
     if instance is None:
         return
-    try:
-        mirror.sync_instance_sessions(instance=instance, full=full)
-    except Exception as exc:  # noqa: BLE001 - the next beat tries again; one line, no storm
-        log.warning("session sync failed for %s: %s", instance_id, type(exc).__name__)
+    # A failure (down, slow, garbage) is recorded as an InstanceEvent by sync_or_record and
+    # never raised: the other instances' tasks of the same beat go on.
+    mirror.sync_or_record(instance=instance, full=full)
 
 
 @shared_task(soft_time_limit=600, time_limit=660, **COMMON)

@@ -1,17 +1,22 @@
-"""The one place that talks to OpenClaw about sessions, transcripts and backups.
+"""The one place that talks to OpenClaw about sessions, transcripts, config and backups.
 
-How we reach an instance (OPENCLAW.md §4): the WebSocket RPC through the published port
-connects without operator scopes, so every call here runs the OpenClaw CLI *inside* the
-instance's container through the runtime adapter (`runtime.exec`):
+How we reach an instance (OPENCLAW.md §4, §9; docs/openclaw-runtime.md "RPC transport"):
 
-    openclaw gateway call <method> --params '<json>' --json
+- **RPC** (`instances/openclaw/gateway_rpc.py`) whenever the instance's engine is local: the
+  gateway's port published on 127.0.0.1 (what the health probes use; never the public edge),
+  one kept-alive connection per gateway and process. Allowlisted admin methods (`config.*`,
+  `health`, `channels.*`, ...) go to the `admin-http-rpc` plugin with the gateway token
+  ("http-rpc"); `sessions.*` and `chat.history`, which that plugin does not serve, go over the
+  WebSocket RPC as the control plane's paired device ("ws-rpc"). A round trip costs tens of ms.
+- **The CLI inside the container** (`runtime.exec`, "exec") where OpenClaw offers nothing over
+  RPC (backup create, reading a file, `sessions archive|delete`) and as the fallback for a
+  remote engine or an instance whose config predates the plugin (until its next config write):
 
-The CLI connects to its own gateway over loopback with the shared token and full operator
-scope. A call costs 1.5–3 s (a Node process start), so callers batch: one `sessions.list`, one
-`sessions.usage` per sync, not one call per session. Nothing here reads OpenClaw's SQLite files.
+      openclaw gateway call <method> --params '<json>' --json     (1.5–3 s a call)
 
-Parsing is pure (functions named parse_*), tested on recorded samples. Transcript content and
-secrets are never logged: errors carry the method name and exit code, not the output.
+`client.last_transport` says which one the last call used. Nothing here reads OpenClaw's SQLite
+files. Parsing is pure (functions named parse_*), tested on recorded samples. Transcript content
+and secrets are never logged: errors carry the method name and an error code, not the output.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ EXEC_USER = "1000:1000"
 CALL_TIMEOUT = 120
 # sessions.list / sessions.usage without a bound return 50-100 rows: ask for everything we need.
 LIST_ALL = 1_000_000
+# Rows per `sessions.list` page: ~1.3 kB each in 2026.9.x, so a page is ~1.3 MB, well under the
+# answer cap, and 10,000 sessions are ten round trips.
+LIST_PAGE = 1000
 # Channels OpenClaw knows (the `--channel` choices of `openclaw agent`), to read them off keys.
 KNOWN_CHANNELS = frozenset(
     [
@@ -336,21 +344,38 @@ def extract_json(stdout) -> dict:
 # --- the client -----------------------------------------------------------------------------
 
 
-class OpenClawClient:
-    """Calls into one instance's container. `runtime` is instances.runtime's adapter."""
+def _is_local(host) -> bool:
+    """An engine on this machine: its published 127.0.0.1 ports are ours to dial."""
+    url = str(getattr(host, "base_url", "") or "")
+    return url.startswith("unix://") or "127.0.0.1" in url or "localhost" in url
 
-    def __init__(self, runtime, container: str, *, timeout: int = CALL_TIMEOUT):
+
+class OpenClawClient:
+    """Calls into one instance's gateway. `runtime` is instances.runtime's adapter (the exec
+    path); `endpoint` (gateway_rpc.Endpoint: 127.0.0.1, published port, gateway token) the RPC
+    path, None where only exec reaches the gateway (a remote engine)."""
+
+    def __init__(self, runtime, container: str, *, timeout: int = CALL_TIMEOUT, endpoint=None):
         self.runtime = runtime
         self.container = container
         self.timeout = timeout
+        self.endpoint = endpoint
+        self.last_transport = ""
 
     @classmethod
     def for_instance(cls, instance, *, timeout: int = CALL_TIMEOUT) -> OpenClawClient:
         from instances.runtime import runtime_for
 
+        from .gateway_rpc import Endpoint
+
         if instance.host is None:
             raise InstanceUnavailable("The instance has no host.")
-        return cls(runtime_for(instance.host), instance.container_name, timeout=timeout)
+        endpoint = None
+        if instance.host_port and instance.gateway_token and _is_local(instance.host):
+            endpoint = Endpoint("127.0.0.1", int(instance.host_port), instance.gateway_token)
+        return cls(
+            runtime_for(instance.host), instance.container_name, timeout=timeout, endpoint=endpoint
+        )
 
     # low level
 
@@ -362,6 +387,7 @@ class OpenClawClient:
         from instances.runtime.errors import OutputTooLarge
 
         limit = int(settings.FLEET_EXEC_MAX_OUTPUT)
+        self.last_transport = "exec"
         try:
             return self.runtime.exec(
                 self.container,
@@ -396,16 +422,80 @@ class OpenClawClient:
         return extract_json(stdout)
 
     def call(self, method: str, params: dict | None = None, *, timeout=None, retries=2) -> dict:
-        """One gateway RPC through the CLI (loopback, operator scopes).
+        """One gateway RPC: over the kept-alive RPC connection when there is one, else through
+        the CLI in the container (loopback, operator scopes).
 
-        A busy gateway can miss the CLI's WebSocket handshake ("gateway_transport_error"): we
-        give the CLI a generous budget and try again twice before calling it unavailable."""
+        A refused or overloaded connection is tried again `retries` times (0.5 s, 1 s...); a
+        call that timed out is not (the caller's budget is spent): InstanceUnavailable."""
         timeout = timeout or self.timeout
+        if self.endpoint is not None:
+            answer = self._rpc(method, params or {}, timeout=timeout, retries=retries)
+            if answer is not None:
+                return answer
+        return self._exec_call(method, params, timeout=timeout, retries=retries)
+
+    def _rpc(self, method: str, params: dict, *, timeout, retries: int) -> dict | None:
+        """The RPC path; None means "not served here, use exec" (an instance whose config does
+        not enable the admin HTTP RPC plugin yet: its next config write or restart does)."""
+        from django.conf import settings
+
+        from . import gateway_rpc as rpc
+
+        limit = int(settings.FLEET_EXEC_MAX_OUTPUT)
+        http = method in rpc.HTTP_METHODS
+        self.last_transport = "http-rpc" if http else "ws-rpc"
+        for attempt in range(retries + 1):
+            started = time.monotonic()
+            try:
+                if http:
+                    answer = rpc.http_call(
+                        self.endpoint.base_url,
+                        self.endpoint.token,
+                        method,
+                        params,
+                        timeout=timeout,
+                        limit=limit,
+                    )
+                else:
+                    answer = rpc.ws_call(
+                        self.endpoint, method, params, timeout=timeout, limit=limit
+                    )
+            except rpc.RpcError as exc:
+                if exc.kind == "not_enabled":
+                    log.info(
+                        "%s: admin HTTP RPC not enabled on %s, using exec", method, self.container
+                    )
+                    return None
+                if exc.kind == "too_large":
+                    raise OpenClawError(str(exc), kind="too_large") from exc
+                if not exc.unavailable:
+                    raise OpenClawError(str(exc), kind=exc.kind) from exc
+                spent = time.monotonic() - started
+                if attempt == retries or spent >= timeout * 0.8:
+                    raise InstanceUnavailable(str(exc), kind=exc.kind or "unavailable") from exc
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            log.debug(
+                "%s on %s over %s in %.0f ms",
+                method,
+                self.container,
+                self.last_transport,
+                (time.monotonic() - started) * 1000,
+            )
+            return answer
+        raise AssertionError("unreachable")
+
+    def _exec_call(self, method: str, params: dict | None, *, timeout, retries: int) -> dict:
+        """`openclaw gateway call` in the container. A busy gateway can miss the CLI's WebSocket
+        handshake ("gateway_transport_error"): we give the CLI a generous budget and try again
+        before calling it unavailable."""
         argv = ["gateway", "call", method, "--params", json.dumps(params or {}), "--json"]
         argv[3:3] = ["--timeout", str(int(max(5, timeout - 10) * 1000))]
         for attempt in range(retries + 1):
             try:
-                return self.cli_json(argv, what=method, timeout=timeout)
+                answer = self.cli_json(argv, what=method, timeout=timeout)
+                log.debug("%s on %s over exec", method, self.container)
+                return answer
             except InstanceUnavailable:
                 if attempt == retries:
                     raise
@@ -414,18 +504,53 @@ class OpenClawClient:
 
     # sessions
 
-    def list_sessions(self, *, since_ms: int = 0, now_ms: int | None = None) -> SessionList:
-        """Every session (archived too), or only those updated since `since_ms` (epoch ms).
+    def session_pages(
+        self, *, since_ms: int = 0, now_ms: int | None = None, page_size: int = LIST_PAGE
+    ) -> Iterator[SessionList]:
+        """Every session (archived too), or only those updated since `since_ms` (epoch ms), as
+        pages of `page_size` rows, newest update first.
 
         OpenClaw's filter is `activeMinutes` (metadata update age, whole minutes): we round the
         window up and add a minute, so the incremental list is a superset of what changed; the
-        caller skips rows whose updatedAt it already has.
+        caller skips rows whose updatedAt it already has. Offset paging over a list that moves
+        while we read can repeat a row (harmless: upserts) or skip one that moved; the hourly
+        full listing heals that.
         """
-        params: dict = {"archived": "all", "limit": LIST_ALL, "includeGlobal": False}
+        params: dict = {"archived": "all", "includeGlobal": False, "limit": int(page_size)}
         if since_ms:
             now_ms = now_ms or int(time.time() * 1000)
             params["activeMinutes"] = max(1, math.ceil((now_ms - since_ms) / 60000) + 1)
-        return parse_sessions_list(self.call("sessions.list", params))
+        offset = 0
+        while True:
+            listing = parse_sessions_list(self.call("sessions.list", {**params, "offset": offset}))
+            yield listing
+            if not listing.has_more or not listing.rows:
+                return
+            offset += len(listing.rows)
+
+    def list_sessions(self, *, since_ms: int = 0, now_ms: int | None = None) -> SessionList:
+        """Every session (archived too), or only those updated since `since_ms`: all pages."""
+        rows: list[SessionRow] = []
+        total = ts = 0
+        for page in self.session_pages(since_ms=since_ms, now_ms=now_ms):
+            rows.extend(page.rows)
+            total, ts = max(total, page.total_count), ts or page.ts_ms
+        return SessionList(rows=rows, total_count=max(total, len(rows)), ts_ms=ts)
+
+    def newest(self) -> tuple[int, int, bool]:
+        """(how many sessions OpenClaw holds, archived too; the newest updatedAt; whether that
+        row is pinned): one cheap `sessions.list` of one row. OpenClaw lists pinned sessions
+        first, so a pinned first row says nothing about the newest update."""
+        payload = self.call(
+            "sessions.list", {"archived": "all", "includeGlobal": False, "limit": 1}
+        )
+        rows = payload.get("sessions") or []
+        first = rows[0] if rows and isinstance(rows[0], dict) else {}
+        return (
+            _int(payload.get("totalCount")),
+            _int(first.get("updatedAt")),
+            bool(first.get("pinned")),
+        )
 
     def count_sessions(self) -> int:
         """How many sessions OpenClaw holds (archived too): a cheap check for deletions."""

@@ -51,6 +51,9 @@ OWNED_PATHS: tuple[str, ...] = (
     "agents.defaults.model.primary",
     "agents.defaults.heartbeat.every",
     "plugins.entries.memory-core.config.dreaming.enabled",
+    # The control plane's RPC path (instances/openclaw/gateway_rpc.py): POST /api/v1/admin/rpc
+    # with the gateway token. Hot-reloads; the edge proxy refuses /api/v1/admin* publicly.
+    "plugins.entries.admin-http-rpc.enabled",
     "update.checkOnStart",
     "update.auto.enabled",
     "session.maintenance",
@@ -165,8 +168,14 @@ def build_config(
                 "heartbeat": {"every": "0m"},
             }
         },
-        # The nightly "dreaming" memory job also spends tokens: off.
-        "plugins": {"entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}}},
+        # The nightly "dreaming" memory job also spends tokens: off. The admin HTTP RPC plugin
+        # (off by default) is how the control plane calls the gateway without a CLI process.
+        "plugins": {
+            "entries": {
+                "memory-core": {"config": {"dreaming": {"enabled": False}}},
+                "admin-http-rpc": {"enabled": True},
+            }
+        },
         # Images are immutable and upgraded by the control plane; no update checks (no egress).
         "update": {"checkOnStart": False, "auto": {"enabled": False}},
         "session": {"maintenance": maintenance},

@@ -1,16 +1,24 @@
 """The session mirror: a copy of each instance's OpenClaw session store in PostgreSQL.
 
-- OpenClaw's `sessions.list` can filter by metadata update age (`activeMinutes`), so a sync asks
-  only for sessions updated since `instance.sessions_cursor` (epoch ms of the newest updatedAt we
-  copied, rounded out to whole minutes plus one), skips rows whose updatedAt we already hold
-  (`Session.openclaw_updated_ms`), and asks `sessions.usage` only for the rest. Rows are upserted
-  by (instance, session_key) with one bulk INSERT .. ON CONFLICT DO UPDATE per 1,000 rows.
-- Deletions leave no trace in an incremental list, so every sync compares OpenClaw's total
-  session count with our non-pruned rows; when they differ (or once an hour, or after a prune or
-  restore) a full listing marks missing sessions pruned. A restored session comes back live.
+Cost per instance is small and flat (docs/openclaw-runtime.md "Session sync"):
+- **Unchanged** (the common case): one cheap question (`sessions.list` of one row: the total
+  count and the newest updatedAt) and one COUNT on our side. Same newest updatedAt as our
+  cursor and the same count: nothing is written at all.
+- **Changed**: OpenClaw's own updated-since filter (`activeMinutes`, rounded out to whole
+  minutes plus one, from `instance.sessions_cursor`) in pages of LIST_PAGE rows; per page one
+  query for what we hold (`Session.openclaw_updated_ms`), then `sessions.usage` once for the
+  rows that really changed, then one bulk INSERT .. ON CONFLICT DO UPDATE per page of
+  UPSERT_BATCH rows, each page in its own transaction. Prices are looked up once per
+  (provider, model, day) for the whole sync, never per session.
+- **Deletions** leave no trace in an incremental list: a count that differs from our non-pruned
+  rows (or the hourly full listing, or a prune or restore) lists everything and marks what is
+  missing pruned in one UPDATE per 5,000 rows. A restored session comes back live.
 - Costs: `cost_usd` is ours (billing.pricing.price_usage, per model the session used, at its last
   activity date); `openclaw_cost_usd` is OpenClaw's estimate from the prices the instance config
   carries. Both are kept; they match when the config was written from our table.
+- A sync that fails (gateway down, slow, or answering garbage) records why as an InstanceEvent
+  (`sessions_sync_failed`, once per distinct reason; `sessions_sync_recovered` after) and
+  leaves the cursor alone; other instances' syncs are separate tasks and go on.
 - After an operation leaves an instance ready (the "instance.ready" hook), a full sync is queued
   (`queue_sync_after_ready`); the beat syncs every running instance every few minutes.
 """
@@ -64,6 +72,9 @@ class SyncResult:
     pruned: int = 0
     skipped: bool = False
     full: bool = False
+    # The one-question path: OpenClaw's newest update and count matched ours, nothing written.
+    quick: bool = False
+    pages: int = 0
     pending: list[str] = field(default_factory=list)
 
 
@@ -71,25 +82,58 @@ def _full_sync_key(instance) -> str:
     return f"sessions:fullsync:{instance.pk}"
 
 
-def _price(instance, usage, row) -> tuple:
-    from billing.pricing import own_price, price_for, price_usage
+def _failure_key(instance) -> str:
+    return f"sessions:syncfail:{instance.pk}"
 
+
+class _Prices:
+    """billing.pricing.price_for memoised for one sync: one query per (provider, model, day),
+    however many sessions share it."""
+
+    def __init__(self, instance):
+        from billing.pricing import own_price
+
+        self.own = own_price(instance)  # the customer's own prices win over our table
+        self.rows: dict = {}
+
+    def row(self, provider: str, model: str, at):
+        from billing.pricing import price_for
+
+        key = (provider, model, at.date() if hasattr(at, "date") else at)
+        if key not in self.rows:
+            self.rows[key] = price_for(provider, model, at)
+        return self.rows[key]
+
+
+def _price(instance, usage, row, prices: _Prices | None = None):
+    from billing.pricing import price_usage
+
+    prices = prices or _Prices(instance)
     at = usage.last_activity or row.last_activity_at or timezone.now()
-    own = own_price(instance)  # the customer's own prices win over our table
     parts = usage.by_model or [
         (usage.provider or row.provider, usage.model or row.model, usage.input, usage.output)
         + (usage.cache_read, usage.cache_write)
     ]
     total = 0
     for provider, model, inp, out, cr, cw in parts:
+        if not any((inp, out, cr, cw)):
+            continue  # nothing to price (a session without a model turn yet)
         # OpenClaw names our provider entry as the instance config does; our price table is keyed
         # by the real provider. Use OpenClaw's id when we have a price under it.
-        prov = provider if provider and price_for(provider, model, at) else instance.provider
-        total += price_usage(prov, model, inp, out, cr, cw, at=at, own=own)
+        table = prices.row(provider, model, at) if provider else None
+        prov = provider if table is not None else instance.provider
+        if prices.own is not None:
+            price = prices.own
+        else:
+            price = table if table is not None else prices.row(prov, model, at)
+        if price is None:
+            total += price_usage(prov, model, inp, out, cr, cw, at=at, own=None)
+            continue
+        total += price_usage(prov, model, inp, out, cr, cw, at=at, own=price)
     return total
 
 
-def _session_from(instance, row, usage, now) -> Session:
+def _session_from(instance, row, usage, now, prices: _Prices | None = None) -> Session:
     model = row.model.split("/", 1)[1] if "/" in row.model and row.provider else row.model
     return Session(
         instance_id=instance.pk,
@@ -109,7 +153,7 @@ def _session_from(instance, row, usage, now) -> Session:
         cache_read_tokens=usage.cache_read,
         cache_write_tokens=usage.cache_write,
         openclaw_cost_usd=usage.cost_usd,
-        cost_usd=_price(instance, usage, row),
+        cost_usd=_price(instance, usage, row, prices),
         first_seen_at=now,
         synced_at=now,
         pruned_at=None,
@@ -118,12 +162,12 @@ def _session_from(instance, row, usage, now) -> Session:
 
 
 def _mark_missing_pruned(instance, present: set[str], now) -> int:
-    live = dict(
+    live = (
         Session.objects.filter(instance=instance)
         .exclude(status=Session.Status.PRUNED)
         .values_list("session_key", "pk")
     )
-    gone = [pk for key, pk in live.items() if key not in present]
+    gone = [pk for key, pk in live if key not in present]
     for i in range(0, len(gone), 5000):
         Session.objects.filter(pk__in=gone[i : i + 5000]).update(
             status=Session.Status.PRUNED, pruned_at=now, synced_at=now, openclaw_updated_ms=0
@@ -131,70 +175,102 @@ def _mark_missing_pruned(instance, present: set[str], now) -> int:
     return len(gone)
 
 
-def sync_instance_sessions(*, instance: Instance, full: bool | None = None) -> SyncResult:
-    """Mirror one instance's sessions. Idempotent; an instance that is not running is skipped."""
-    if instance.status not in access.SYNCABLE or instance.host_id is None:
-        log.debug("session sync skipped for %s: %s", instance.pk, instance.status)
-        return SyncResult(skipped=True)
-    client = access.client_for(instance)
-    now = timezone.now()
-    now_ms = int(now.timestamp() * 1000)
-    cursor = int(instance.sessions_cursor or 0)
-    if full is None:
-        full = cursor == 0 or cache.get(_full_sync_key(instance)) is None
-    listing = client.list_sessions(since_ms=0 if full else cursor, now_ms=now_ms)
-    keys = [r.key for r in listing.rows]
-    known = {}
-    if full:
-        qs = Session.objects.filter(instance=instance)
-    else:
-        qs = Session.objects.filter(instance=instance, session_key__in=keys)
-    for key, updated_ms, status in qs.values_list("session_key", "openclaw_updated_ms", "status"):
-        known[key] = (updated_ms, status)
+def _ours(instance) -> int:
+    return Session.objects.filter(instance=instance).exclude(status=Session.Status.PRUNED).count()
 
-    def wanted_status(row):
-        return Session.Status.ARCHIVED if row.archived else Session.Status.LIVE
 
-    changed = [
-        r
-        for r in listing.rows
-        if r.key not in known or known[r.key] != (r.updated_ms, wanted_status(r))
-    ]
-    result = SyncResult(unchanged=len(listing.rows) - len(changed), full=full)
-    usage = client.usage([r.key for r in changed]) if changed else {}
-    objs = []
-    for row in changed:
-        u = usage.get(row.key)
-        if u is None:
-            result.pending.append(row.key)
-            continue
-        objs.append(_session_from(instance, row, u, now))
-        if row.key in known:
-            result.updated += 1
-        else:
-            result.created += 1
-    with transaction.atomic():
-        for i in range(0, len(objs), UPSERT_BATCH):
+def _wanted_status(row) -> str:
+    return Session.Status.ARCHIVED if row.archived else Session.Status.LIVE
+
+
+def _upsert(objs: list[Session]) -> None:
+    """One transaction per page of rows: a failure later in the sync keeps what was written."""
+    for i in range(0, len(objs), UPSERT_BATCH):
+        with transaction.atomic():
             Session.objects.bulk_create(
                 objs[i : i + UPSERT_BATCH],
                 update_conflicts=True,
                 unique_fields=["instance", "session_key"],
                 update_fields=UPSERT_FIELDS,
             )
+
+
+def sync_instance_sessions(*, instance: Instance, full: bool | None = None) -> SyncResult:
+    """Mirror one instance's sessions. Idempotent; an instance that is not running is skipped.
+    Raises OpenClawError (InstanceUnavailable for a gateway that does not answer) with the
+    cursor untouched: `sync_or_record` is the caller that records why."""
+    if instance.status not in access.SYNCABLE or instance.host_id is None:
+        log.debug("session sync skipped for %s: %s", instance.pk, instance.status)
+        return SyncResult(skipped=True)
+    from django.conf import settings
+
+    # One gateway call may take this long (a SIGSTOPped gateway accepts and never answers):
+    # a stuck instance costs its own task this much, never the beat's other instances.
+    timeout = int(getattr(settings, "FLEET_SESSION_SYNC_TIMEOUT", 60))
+    client = access.client_for(instance, timeout=timeout)
+    now = timezone.now()
+    now_ms = int(now.timestamp() * 1000)
+    cursor = int(instance.sessions_cursor or 0)
+    if full is None:
+        full = cursor == 0 or cache.get(_full_sync_key(instance)) is None
+    if not full:
+        total, newest_ms, pinned = client.newest()
+        if not pinned and newest_ms <= cursor:
+            ours = _ours(instance)
+            if total == ours:
+                log.debug("sessions of %s unchanged (%s)", instance.pk, total)
+                return SyncResult(unchanged=total, quick=True)
+    # The listing: every page first (newest update first), then one usage question for what
+    # changed, then the writes, a transaction per page.
+    rows = []
+    known: dict[str, tuple[int, str]] = {}
+    result = SyncResult(full=full)
+    for page in client.session_pages(since_ms=0 if full else cursor, now_ms=now_ms):
+        result.pages += 1
+        keys = [r.key for r in page.rows]
+        qs = Session.objects.filter(instance=instance, session_key__in=keys)
+        for key, updated_ms, status in qs.values_list(
+            "session_key", "openclaw_updated_ms", "status"
+        ):
+            known[key] = (updated_ms, status)
+        rows.extend(page.rows)
+    seen: dict[str, object] = {}
+    for r in rows:  # a row repeated by offset paging over a moving list counts once
+        seen.setdefault(r.key, r)
+    rows = list(seen.values())
+    changed = [
+        r for r in rows if r.key not in known or known[r.key] != (r.updated_ms, _wanted_status(r))
+    ]
+    result.unchanged = len(rows) - len(changed)
+    usage = client.usage([r.key for r in changed]) if changed else {}
+    prices = _Prices(instance)
+    objs = []
+    for row in changed:
+        u = usage.get(row.key)
+        if u is None:
+            result.pending.append(row.key)
+            continue
+        objs.append(_session_from(instance, row, u, now, prices))
+        if row.key in known:
+            result.updated += 1
+        else:
+            result.created += 1
+    _upsert(objs)
     if full:
-        result.pruned = _mark_missing_pruned(instance, set(keys), now)
+        result.pruned = _mark_missing_pruned(instance, set(seen), now)
     else:
-        ours = Session.objects.filter(instance=instance).exclude(status=Session.Status.PRUNED)
-        if client.count_sessions() != ours.count():
+        if changed:  # created since the first question: count again
+            total = client.count_sessions()
+        if total != _ours(instance):
             everything = client.list_sessions()
             result.pruned = _mark_missing_pruned(instance, {r.key for r in everything.rows}, now)
             result.full = True
     # The cursor: the newest updatedAt copied. A full listing sets it outright (a restore moves
     # OpenClaw's clock back); rows whose usage is not ready yet hold it back so we ask again.
-    newest = max((r.updated_ms for r in listing.rows), default=0)
+    newest = max((r.updated_ms for r in rows), default=0)
     new_cursor = newest if full else max(cursor, newest)
     if result.pending:
-        held = min(r.updated_ms for r in listing.rows if r.key in set(result.pending)) - 1
+        held = min(r.updated_ms for r in rows if r.key in set(result.pending)) - 1
         new_cursor = min(new_cursor, max(held, 0))
     Instance.objects.filter(pk=instance.pk).update(
         sessions_cursor=new_cursor, sessions_synced_at=now
@@ -211,6 +287,46 @@ def sync_instance_sessions(*, instance: Instance, full: bool | None = None) -> S
         result.pruned,
         " (full)" if result.full else "",
     )
+    return result
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a sync failed, in words for the event log: the client's message (a method and an
+    error code, never a payload or a secret), or the exception's type."""
+    from instances.openclaw.client import InstanceUnavailable, OpenClawError
+
+    if isinstance(exc, InstanceUnavailable):
+        return f"gateway unavailable: {exc}"[:300]
+    if isinstance(exc, OpenClawError):
+        return f"gateway error: {exc}"[:300]
+    return f"sync error: {type(exc).__name__}"[:300]
+
+
+def sync_or_record(*, instance: Instance, full: bool | None = None) -> SyncResult | None:
+    """`sync_instance_sessions`, and on failure an InstanceEvent saying why (once per distinct
+    reason, so a gateway down for hours writes one row, not one per beat). None on failure.
+    The first success after a failure records `sessions_sync_recovered`."""
+    from instances.models import InstanceEvent
+
+    try:
+        result = sync_instance_sessions(instance=instance, full=full)
+    except Exception as exc:  # noqa: BLE001 - recorded; the next beat tries again
+        reason = failure_reason(exc)
+        log.warning("session sync failed for %s: %s", instance.pk, reason)
+        if cache.get(_failure_key(instance)) != reason:
+            InstanceEvent.objects.create(
+                instance=instance,
+                kind="sessions_sync_failed",
+                message=reason,
+                data={"error": type(exc).__name__, "kind": getattr(exc, "kind", "")},
+            )
+            cache.set(_failure_key(instance), reason, FULL_SYNC_SECONDS * 24)
+        return None
+    if cache.get(_failure_key(instance)) is not None:
+        cache.delete(_failure_key(instance))
+        InstanceEvent.objects.create(
+            instance=instance, kind="sessions_sync_recovered", message="Session sync works again."
+        )
     return result
 
 

@@ -76,6 +76,18 @@ class FakeOpenClaw:
         ]
         return SessionList(rows=rows, total_count=len(rows))
 
+    def session_pages(self, *, since_ms=0, now_ms=None, page_size=1000):
+        rows = self.list_sessions(since_ms=since_ms, now_ms=now_ms).rows
+        rows.sort(key=lambda r: -r.updated_ms)
+        for i in range(0, max(len(rows), 1), page_size):
+            page = rows[i : i + page_size]
+            yield SessionList(rows=page, total_count=len(rows), has_more=i + page_size < len(rows))
+
+    def newest(self):
+        self.calls.append("newest")
+        newest = max((s["updated_ms"] for s in self.sessions.values()), default=0)
+        return len(self.sessions), newest, False
+
     def count_sessions(self):
         self.calls.append("count")
         return len(self.sessions)
@@ -156,6 +168,10 @@ class VolumeOpenClaw(FakeOpenClaw):
     def count_sessions(self):
         self._load()
         return super().count_sessions()
+
+    def newest(self):
+        self._load()
+        return super().newest()
 
     def usage(self, keys):
         self._load()
