@@ -80,7 +80,9 @@ class ProviderPeer:
         return 404, {"message": "404: Not Found"}
 
     def _discord(self, method: str, path: str, auth: str, host: str) -> tuple[int, dict]:
-        bot = self.discord_tokens.get(auth.removeprefix("Bot ")) if auth.startswith("Bot ") else None
+        bot = None
+        if auth.startswith("Bot "):
+            bot = self.discord_tokens.get(auth.removeprefix("Bot "))
         if bot is None:
             return 401, {"message": "401: Unauthorized", "code": 0}
         if path == "/users/@me" and method == "GET":
@@ -219,7 +221,8 @@ class ProviderPeer:
                 path = urllib.parse.urlsplit(self.path).path
                 peer._log(f"WS {path}")
                 key = self.headers.get("Sec-WebSocket-Key", "")
-                accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest())
+                digest = hashlib.sha1((key + WS_GUID).encode(), usedforsecurity=False).digest()
+                accept = base64.b64encode(digest)
                 self.send_response(101, "Switching Protocols")
                 self.send_header("Upgrade", "websocket")
                 self.send_header("Connection", "Upgrade")
