@@ -86,6 +86,7 @@ def gateway(docker_runtime, openclaw_image):
         "user_id": "U1",
         "team": "Acme",
         "team_id": "T1",
+        "bot_id": "B1",
     }
     peer.slack_app_tokens.add(SLACK_APP_TOKEN)
     saved_allow = list(settings.FLEET_EGRESS_ALLOW)
