@@ -67,11 +67,10 @@ def apply(channel: Channel, client: OpenClawClient | None = None) -> list[str]:
     patch_section.update(section)
     patch = {"channels": {channel.kind: patch_section}, "plugins": dict(desired["plugins"])}
     replace = oc.channel_array_paths(channel.kind)
-    plugin_dir = oc.CHANNEL_PLUGIN_DIRS.get(channel.kind)
-    if plugin_dir:
-        paths = list(oc.get_path(current.get("config") or {}, oc.PLUGIN_LOAD_PATHS) or [])
-        if plugin_dir not in paths:
-            patch["plugins"]["load"] = {"paths": [*paths, plugin_dir]}
+    paths = _without_legacy_plugin_dir(current, channel.kind)
+    if paths is not None:
+        patch["plugins"]["load"] = {"paths": paths}
+        replace.append(oc.PLUGIN_LOAD_PATHS)
     params = {"raw": json.dumps(patch), "baseHash": current.get("hash") or "", "note": "clawfleet"}
     params["replacePaths"] = replace
     answer = client.call("config.patch", params, retries=1)
@@ -85,16 +84,26 @@ def remove(channel: Channel, client: OpenClawClient | None = None) -> list[str]:
     for path in oc.channel_owned_paths(channel.kind):
         oc.set_path(patch, path, None)
     replace = oc.channel_array_paths(channel.kind)
-    plugin_dir = oc.CHANNEL_PLUGIN_DIRS.get(channel.kind)
-    if plugin_dir:
-        current = client.call("config.get", {})
-        paths = list(oc.get_path(current.get("config") or {}, oc.PLUGIN_LOAD_PATHS) or [])
-        if plugin_dir in paths:
-            oc.set_path(patch, oc.PLUGIN_LOAD_PATHS, [p for p in paths if p != plugin_dir])
+    if channel.kind in oc.CHANNEL_PLUGIN_DIRS:
+        paths = _without_legacy_plugin_dir(client.call("config.get", {}), channel.kind)
+        if paths is not None:
+            oc.set_path(patch, oc.PLUGIN_LOAD_PATHS, paths)
             replace.append(oc.PLUGIN_LOAD_PATHS)
     changed = _patch(client, patch, replace)
     drop_backup_copies(client)
     return changed
+
+
+def _without_legacy_plugin_dir(current: dict, kind: str) -> list[str] | None:
+    """plugins.load.paths without the entry an earlier release added for this channel's plugin
+    (None when it is not there). The image now ships Discord and Slack in OpenClaw's bundled
+    root (origin "bundled", trusted); a load-path copy has origin "config", which 2026.9.6
+    refuses at run time, so the entry must go."""
+    legacy = oc.CHANNEL_PLUGIN_DIRS.get(kind)
+    paths = list(oc.get_path(current.get("config") or {}, oc.PLUGIN_LOAD_PATHS) or [])
+    if not legacy or legacy not in paths:
+        return None
+    return [p for p in paths if p != legacy]
 
 
 def drop_backup_copies(client: OpenClawClient) -> None:

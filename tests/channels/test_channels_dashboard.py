@@ -182,6 +182,32 @@ def test_account_state_reads_openclaws_reason():
     assert health.account_state({}, "telegram")["settling"] is True
 
 
+def test_a_connected_discord_account_with_only_setup_advice_is_healthy():
+    """What OpenClaw 2026.9.6 reported for a Discord bot connected to the local peer."""
+    payload = {
+        "channelAccounts": {
+            "discord": [
+                {"accountId": "default", "running": True, "connected": True, "lifecycle": "ready"}
+            ]
+        },
+        "statusIssues": [
+            {"channel": "discord", "accountId": "default", "kind": "config", "message": "x"},
+            {"channel": "discord", "accountId": "default", "kind": "intent", "message": "y"},
+        ],
+    }
+    assert health.account_state(payload, "discord") == {
+        "healthy": True,
+        "reason": "",
+        "probe_ok": None,
+        "settling": False,
+    }
+    payload["statusIssues"].append(
+        {"channel": "discord", "accountId": "default", "kind": "runtime", "message": "Plugin x"}
+    )
+    state = health.account_state(payload, "discord")
+    assert state["healthy"] is False and state["reason"] == "Plugin x"
+
+
 def test_the_data_migration_moves_the_old_channel_token_into_a_channel(alice_org):
     instance = InstanceFactory(organization=alice_org, channel_token="5555:AAoldTokenFromTheWizard")
     migration = importlib.import_module("channels.migrations.0002_channel_token_from_instances")

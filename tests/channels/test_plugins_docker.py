@@ -1,8 +1,7 @@
-"""Discord and Slack in the real image: their plugins are baked in and load from the config a
-channel writes (plugins.load.paths + channels.<kind>), which OpenClaw's own validator accepts.
-
-This proves discovery and config validation only: at run time OpenClaw 2026.9.6 still refuses
-a plugin of origin "config" (no install record; docs/channels.md), which is open.
+"""Discord and Slack in the real image: their plugins sit in OpenClaw's bundled plugin root, so
+they load with origin "bundled" (the origin 2026.9.6 trusts at run time: a plugins.load.paths
+copy has origin "config" and is refused openKeyedStore, "record-missing"), and the config a
+channel writes (channels.<kind> + plugins.entries.<kind>) passes OpenClaw's own validator.
 
 Run in one-off helper containers without any network (runtime.run_in_volume): a configured
 Discord or Slack account would otherwise try to reach its provider, and no packet of a test
@@ -23,6 +22,7 @@ from instances.openclaw import files
 pytestmark = [pytest.mark.docker, pytest.mark.django_db]
 
 IMAGE_VERSION = "2026.9.6"
+BUNDLED_ROOT = "/opt/openclaw/node_modules/openclaw/dist/extensions/"
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_discord_and_slack_plugins_load_from_the_config_a_channel_writes(
 ):
     image = openclaw_image[IMAGE_VERSION]
     labels = docker_runtime.api.inspect_image(image)["Config"]["Labels"]
-    assert labels.get("clawfleet.channel-plugins") == "discord,slack", (
+    assert labels.get("clawfleet.channel-plugins") == "discord,slack@bundled", (
         "rebuild the image: images/openclaw/build.sh 2026.9.6"
     )
     config = oc.build_config(
@@ -63,7 +63,6 @@ def test_discord_and_slack_plugins_load_from_the_config_a_channel_writes(
     slack = oc.build_channel_config("slack", token="xoxb-1-2-abc", extra_token="xapp-1-A-2-b")
     for part in (discord, slack):
         config = oc.merge_owned(config, part, oc.channel_owned_paths(next(iter(part["channels"]))))
-    oc.set_path(config, oc.PLUGIN_LOAD_PATHS, list(oc.CHANNEL_PLUGIN_DIRS.values()))
     docker_runtime.write_file(volume, image, files.CONFIG_FILE, files.render(config))
 
     code, out, err = docker_runtime.run_in_volume(
@@ -77,4 +76,5 @@ def test_discord_and_slack_plugins_load_from_the_config_a_channel_writes(
     plugins = {p["id"]: p for p in _json(out)["plugins"]}
     for kind in ("discord", "slack"):
         assert plugins[kind]["status"] == "loaded", plugins[kind]
-        assert plugins[kind]["source"].startswith(oc.CHANNEL_PLUGIN_DIRS[kind])
+        assert plugins[kind]["origin"] == "bundled", plugins[kind]
+        assert plugins[kind]["source"].startswith(BUNDLED_ROOT + kind), plugins[kind]
