@@ -130,10 +130,6 @@ def box(docker_runtime, mock_llm, openclaw_image):
     rt = docker_runtime
     tag = uuid.uuid4().hex[:6]
     gateway = rt.network_gateway(TEST_NETWORK)
-    # Someone (a session fixture) may have boxed this network already: restore that at the end.
-    boxed_before = (
-        egress.verify(TEST_NETWORK, allow=egress.mock_llm_allow(mock_llm.port), runtime=rt) == []
-    )
     standins = StandIns(tag).start()
     docker0 = _docker0_address()
     b = Box(
@@ -190,11 +186,10 @@ def box(docker_runtime, mock_llm, openclaw_image):
             if listener is not None:
                 listener.stop()
         standins.stop()
-        # Leave the network as we found it: boxed with the mock allowed, or without rules.
-        if boxed_before:
-            egress.install(TEST_NETWORK, allow=egress.mock_llm_allow(mock_llm.port), runtime=rt)
-        else:
-            egress.remove(TEST_NETWORK, runtime=rt)
+        # Leave the network as the mock_llm fixture boxed it, under the session's allow list
+        # (which with DEBUG on also holds `make run`'s mock port): the rest of the session's
+        # containers run behind it, whatever order the files run in.
+        egress.install(TEST_NETWORK, runtime=rt)
 
 
 def _wait_listening(host: str, port: int, timeout: float = 60) -> None:
