@@ -210,12 +210,14 @@ def lock_key(op_id) -> int:
 
 
 def _lock_is_held(op_id) -> bool:
-    """Whether any PostgreSQL session holds the operation's advisory lock (pg_locks splits a
-    bigint key into classid, the high 32 bits, and objid, the low 32 bits)."""
+    """Whether any session of this database holds the operation's advisory lock (advisory locks
+    are per database; pg_locks splits a bigint key into classid, the high 32 bits, and objid,
+    the low 32 bits)."""
     key = lock_key(op_id)
     with connection.cursor() as cur:
         cur.execute(
             "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND classid = %s AND objid = %s AND objsubid = 1",
             [key >> 32, key & 0xFFFFFFFF],
         )
