@@ -230,7 +230,10 @@ def test_start_stop_restart_converge(engine, box):
     rt.stop(spec.name, timeout=10)
     rt.stop(spec.name, timeout=10)
     stopped = rt.inspect(spec.name)
-    assert (stopped.status, stopped.running, stopped.exit_code) == ("exited", False, 0)
+    # 0 once the gateway handles SIGTERM; 143 (killed by it) when the stop came earlier in its
+    # boot, as it does on a loaded machine: either way the engine reports the real exit code.
+    assert (stopped.status, stopped.running) == ("exited", False)
+    assert stopped.exit_code in (0, 143)
     rt.restart(spec.name, timeout=10)  # a stopped container is started
     assert rt.inspect(spec.name).running
     rt.restart(spec.name, timeout=10)
