@@ -1,0 +1,107 @@
+"""The warm pool on the real engine, image, mock LLM and worker (issue 18, item 4): a deploy
+claims a pre-booted gateway without restarting it, the tenant's key reaches the mock, the pool
+token stops working, and a deploy that finds the pool empty is a cold deploy that says so.
+"""
+
+import hashlib
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from instances import placement, pool
+from instances.models import PoolSlot
+from tests.fleet_fixtures import OPERATION_TIMEOUT, deploy_and_wait
+
+from .helpers import chat, requests_with, wait_until
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+]
+
+
+@pytest.fixture
+def org(alice_org, entitled_org, mock_prices, fleet_plane):
+    entitled_org(alice_org)
+    return alice_org
+
+
+@pytest.fixture
+def pool_on(celery_worker_process, settings):
+    """A pool of one, in this process (the refill) and in the worker (the deploy's claim); the
+    worker gets its old environment back afterwards, so later deploys stay cold."""
+    settings.FLEET_WARM_POOL_SIZE = 1
+    settings.FLEET_WARM_POOL_MAX = 1
+    celery_worker_process.restart(FLEET_WARM_POOL_SIZE="1", FLEET_WARM_POOL_MAX="1")
+    yield celery_worker_process
+    for name in ("FLEET_WARM_POOL_SIZE", "FLEET_WARM_POOL_MAX"):
+        celery_worker_process.env.pop(name, None)
+    celery_worker_process.restart()
+
+
+def _status_with(port: int, token: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _ready_slot(host) -> PoolSlot:
+    def ready():
+        pool.refill_host(host)
+        return PoolSlot.objects.filter(host=host, state=PoolSlot.State.READY).first()
+
+    return wait_until(ready, timeout=240, interval=3, what="a ready pool gateway")
+
+
+def test_a_deploy_claims_a_warm_gateway_then_an_empty_pool_deploys_cold(
+    org, docker_runtime, mock_llm, pool_on
+):
+    rt = docker_runtime
+    host = placement.ensure_local_host()
+    slot = _ready_slot(host)
+    started = rt.api.inspect_container(slot.container_name)["State"]["StartedAt"]
+    assert _status_with(slot.host_port, slot.pool_token) == 200
+    # A pool gateway has no provider: it spends no tokens before a claim.
+    assert not mock_llm.requests()
+
+    tenant_key = "sk-tenant-" + uuid.uuid4().hex
+    instance, op = deploy_and_wait(
+        org,
+        name="warm",
+        base_url=mock_llm.container_url,
+        api_key=tenant_key,
+        timeout=OPERATION_TIMEOUT,
+    )
+
+    pool_steps = [s for s in op.steps if s["name"] == "pool"]
+    assert [s.get("pool") for s in pool_steps] == ["claimed"], op.steps
+    assert instance.pk == slot.pk and instance.container_name == slot.container_name
+    # The same container, never restarted: the claim went through config hot reload.
+    assert rt.api.inspect_container(instance.container_name)["State"]["StartedAt"] == started
+    slot.refresh_from_db()
+    assert slot.state == PoolSlot.State.CLAIMED
+    assert (instance.status, instance.health) == ("running", "healthy")
+
+    # The tenant's token works, the pool's no longer does, and the tenant's key reaches the mock.
+    assert _status_with(instance.host_port, instance.gateway_token) == 200
+    assert _status_with(instance.host_port, slot.pool_token) == 401
+    assert chat(instance, "warm hello alpha") == "Mock reply: warm hello alpha"
+    (call,) = requests_with(mock_llm, "warm hello alpha")
+    assert call["auth_sha256"] == hashlib.sha256(tenant_key.encode()).hexdigest()[:12]
+
+    # The pool is empty now (no refill ran): the next deploy is cold and says why.
+    cold, op = deploy_and_wait(
+        org, name="cold", base_url=mock_llm.container_url, timeout=OPERATION_TIMEOUT
+    )
+    pool_steps = [s for s in op.steps if s["name"] == "pool"]
+    assert [s.get("pool") for s in pool_steps] == ["empty"], op.steps
+    assert cold.status == "running"
+    assert chat(cold, "cold hello bravo") == "Mock reply: cold hello bravo"
