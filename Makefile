@@ -22,8 +22,12 @@ run: venv redis docker image firewall caddy
 	@echo "Starting web, worker, beat, the mock LLM and the edge proxy on http://127.0.0.1:8000 (Ctrl-C stops all)"
 	$(VENV)/bin/honcho start web worker beat mockllm edge
 
+# Two pytest-xdist workers, each a whole test session of its own (database test_clawfleet_gwN,
+# Docker network, broker prefix, Celery worker, edge proxy); a file never splits between them, so
+# the containers a module shares boot once (decision 122). PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
 test: venv redis postgres docker image test-image chromium check firewall caddy
-	$(TEST_ENV) $(PY) -m pytest
+	$(TEST_ENV) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 check: venv
 	$(TEST_ENV) $(PY) manage.py check

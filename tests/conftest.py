@@ -47,7 +47,8 @@ def _flushes_the_database(item) -> bool:
 def pytest_runtest_teardown(item, nextitem):
     """After a flushing test's teardown, seed again what the migrations seeded (idempotent)."""
     yield
-    if not _flushes_the_database(item):
+    # After the last test the session's fixtures, the test database among them, are gone.
+    if nextitem is None or not _flushes_the_database(item):
         return
     from django.apps import apps
     from pytest_django.plugin import blocking_manager_key

@@ -223,3 +223,14 @@ def transcript_stub(monkeypatch):
 
     monkeypatch.setattr(session_services, "transcript_page", transcript_page, raising=False)
     return calls
+
+
+def pytest_collection_modifyitems(items):
+    """schemathesis gives every operation's test the function's node id; xdist schedules by
+    node id, so all but the first would silently not run on workers. Give each its own id."""
+    from _pytest.nodeid import coerce_node_id  # pytest 9 keeps the id here (pinned version)
+
+    for item in items:
+        named = type(item).__name__ == "SchemathesisFunction" and "[" in item.name
+        if named and "[" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}[{item.name.split('[', 1)[1]}")
