@@ -7,6 +7,7 @@ in tests/fleet_fixtures.py.
 """
 
 import importlib
+import os
 
 import pytest
 from rest_framework.test import APIClient
@@ -25,6 +26,23 @@ pytest_plugins = [
 ]
 
 PASSWORD = "correct-horse-battery"
+
+
+def _own_cache_prefix_per_xdist_worker() -> None:
+    """The xdist workers share the suite's Redis cache, and both databases number their rows
+    from 1: a key prefix each (this process and the web and Celery processes it starts), so
+    that a rate-limit counter keyed by organization id is never another worker's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    from django.conf import settings
+
+    prefix = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}-{worker}"
+    settings.CACHES["default"]["KEY_PREFIX"] = prefix
+    os.environ["CACHE_KEY_PREFIX"] = prefix
+
+
+_own_cache_prefix_per_xdist_worker()
 
 # Rows the data migrations seed (the support group, the plans and model prices). A transactional
 # test ends with a flush that empties every table; run serially, pytest-django orders those tests
