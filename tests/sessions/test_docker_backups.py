@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from accounts.services import SYSTEM
 from instances.operations import run_operation
-from sessions_mgmt import selectors, tasks
+from sessions_mgmt import selectors, services, tasks
 from sessions_mgmt.models import Backup
 from sessions_mgmt.services import proofs
 
@@ -94,6 +94,9 @@ def test_points_in_object_storage_restore_any_point_survive_an_outage_and_are_pr
     assert p2.state == "succeeded", p2.error
     assert {"agent:main:early", "agent:main:later"} <= set(p2.manifest["session_keys"])
     assert p2.size_bytes < p1.size_bytes / 3, (p2.size_bytes, p1.size_bytes)
+    # The session list as the beat would have mirrored it by now (the deploy's own sync ran
+    # before these conversations began).
+    services.sync_instance_sessions(instance=instance, full=True)
     early_transcript = transcript(instance, "agent:main:early")
     assert len(early_transcript) == 4
 
