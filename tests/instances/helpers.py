@@ -45,6 +45,28 @@ def requests_with(mock, marker: str) -> list[dict]:
     return [r for r in mock.requests() if any(marker in t for t in user_texts(r))]
 
 
+def restart_and_continue(instance, worker, mock, text: str, *, earlier: str) -> dict:
+    """Restart the instance through the service, then chat `text`: the same session continues
+    when OpenClaw sends the `earlier` turn to the model again. Returns the mock's request."""
+    from accounts.services import SYSTEM
+    from instances import services
+    from tests.fleet_fixtures import OPERATION_TIMEOUT, wait_for_operation
+
+    op = wait_for_operation(
+        services.instance_restart(actor=SYSTEM, instance=instance),
+        worker=worker,
+        timeout=OPERATION_TIMEOUT,
+    )
+    assert op.state == "succeeded", op.error_detail
+    instance.refresh_from_db()
+    assert instance.status == "running"
+    assert chat(instance, text) == f"Mock reply: {text}"
+    (after,) = requests_with(mock, text)
+    assert after["message_count"] > requests_with(mock, earlier)[0]["message_count"]
+    assert earlier in str(after["body"]["messages"])
+    return after
+
+
 def containers_of(rt, instance) -> list[dict]:
     return rt.api.containers(all=True, filters={"label": f"clawfleet.instance={instance.pk}"})
 

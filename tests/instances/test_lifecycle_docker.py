@@ -12,7 +12,14 @@ from instances.models import Instance, InstanceEvent, Operation
 from instances.reconcile import reconcile_host
 from tests.fleet_fixtures import OPERATION_TIMEOUT, deploy_and_wait, wait_for_operation
 
-from .helpers import chat, containers_of, requests_with, volumes_of, wait_until
+from .helpers import (
+    chat,
+    containers_of,
+    requests_with,
+    restart_and_continue,
+    volumes_of,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.docker,
@@ -58,21 +65,9 @@ def test_an_instance_lives_its_whole_life_and_keeps_its_conversation(
     assert chat(instance, "first message alpha") == "Mock reply: first message alpha"
 
     # Restart: the same session continues (OpenClaw sends the earlier turn again).
-    op = wait_for_operation(
-        services.instance_restart(actor=SYSTEM, instance=instance),
-        worker=worker,
-        timeout=OPERATION_TIMEOUT,
+    restart_and_continue(
+        instance, worker, mock_llm, "second message bravo", earlier="first message alpha"
     )
-    assert op.state == "succeeded", op.error_detail
-    instance.refresh_from_db()
-    assert instance.status == "running"
-    assert chat(instance, "second message bravo") == "Mock reply: second message bravo"
-    (after_restart,) = requests_with(mock_llm, "second message bravo")
-    assert (
-        after_restart["message_count"]
-        > requests_with(mock_llm, "first message alpha")[0]["message_count"]
-    )
-    assert "first message alpha" in str(after_restart["body"]["messages"])
 
     # Upgrade 2026.9.5 → 2026.9.6: same volume, same hostname, the conversation goes on.
     op = wait_for_operation(

@@ -1,6 +1,7 @@
 """The warm pool on the real engine, image, mock LLM and worker (issue 18, item 4): a deploy
 claims a pre-booted gateway without restarting it, the tenant's key reaches the mock, the pool
-token stops working, and a deploy that finds the pool empty is a cold deploy that says so.
+token stops working, a restart continues the conversation like any instance's, and a deploy
+that finds the pool empty is a cold deploy that says so.
 """
 
 import hashlib
@@ -12,9 +13,10 @@ import pytest
 
 from instances import placement, pool
 from instances.models import PoolSlot
-from tests.fleet_fixtures import OPERATION_TIMEOUT, deploy_and_wait
+from tests.fleet_fixtures import OPERATION_TIMEOUT, TEST_NETWORK, deploy_and_wait
+from tests.security.helpers import container_ip
 
-from .helpers import chat, requests_with, wait_until
+from .helpers import chat, requests_with, restart_and_continue, wait_until
 
 pytestmark = [
     pytest.mark.docker,
@@ -70,7 +72,8 @@ def test_a_deploy_claims_a_warm_gateway_then_an_empty_pool_deploys_cold(
     started = rt.api.inspect_container(slot.container_name)["State"]["StartedAt"]
     assert _status_with(slot.host_port, slot.pool_token) == 200
     # A pool gateway has no provider: it spends no tokens before a claim.
-    assert not mock_llm.requests()
+    slot_ip = container_ip(rt, slot.container_name, TEST_NETWORK)
+    assert not [r for r in mock_llm.requests() if r["client"] == slot_ip]
 
     tenant_key = "sk-tenant-" + uuid.uuid4().hex
     instance, op = deploy_and_wait(
@@ -97,6 +100,12 @@ def test_a_deploy_claims_a_warm_gateway_then_an_empty_pool_deploys_cold(
     (call,) = requests_with(mock_llm, "warm hello alpha")
     assert call["auth_sha256"] == hashlib.sha256(tenant_key.encode()).hexdigest()[:12]
 
+    # A restart of the claimed instance is an instance's restart: the conversation continues.
+    restart_and_continue(
+        instance, pool_on, mock_llm, "warm again bravo", earlier="warm hello alpha"
+    )
+    assert _status_with(instance.host_port, slot.pool_token) == 401
+
     # The pool is empty now (no refill ran): the next deploy is cold and says why.
     cold, op = deploy_and_wait(
         org, name="cold", base_url=mock_llm.container_url, timeout=OPERATION_TIMEOUT
@@ -104,4 +113,4 @@ def test_a_deploy_claims_a_warm_gateway_then_an_empty_pool_deploys_cold(
     pool_steps = [s for s in op.steps if s["name"] == "pool"]
     assert [s.get("pool") for s in pool_steps] == ["empty"], op.steps
     assert cold.status == "running"
-    assert chat(cold, "cold hello bravo") == "Mock reply: cold hello bravo"
+    assert chat(cold, "cold hello charlie") == "Mock reply: cold hello charlie"
