@@ -39,7 +39,7 @@ SESSION_TAG = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
 TEST_NETWORK = f"clawfleet-test-{SESSION_TAG}"
 BROKER_PREFIX = f"clawfleet-test-{SESSION_TAG}:"
 MOCK_MODEL = "mock-model"
-DEPLOY_TIMEOUT = 180
+DEPLOY_TIMEOUT = 420  # a hang guard, not a speed check: a loaded machine boots OpenClaw slowly
 OPERATION_TIMEOUT = 420  # generous: other test runs may share the engine and the CPUs
 
 # What this session created on the engine (cleaned up at the end).

@@ -426,8 +426,8 @@ class _Pool:
 POOL = _Pool()
 
 
-def _connect(ep: Endpoint, *, timeout: float, limit: int, pair: bool = True) -> Socket:
-    """An authenticated socket: challenge, signed connect, and (once per gateway) pairing."""
+def _handshake(ep: Endpoint, *, timeout: float, limit: int) -> tuple[Socket | None, dict]:
+    """Challenge and signed connect: the authenticated socket, or None and the refusal."""
     sock = Socket(ep.host, ep.port, timeout=timeout, limit=limit)
     try:
         challenge = sock.recv_json()
@@ -441,24 +441,47 @@ def _connect(ep: Endpoint, *, timeout: float, limit: int, pair: bool = True) -> 
         sock.close()
         raise
     if res.get("ok"):
-        return sock
+        return sock, {}
     sock.close()
-    err = res.get("error") or {}
-    details = err.get("details") or {}
-    code = str(details.get("code") or err.get("code") or "error")
-    request_id = details.get("requestId")
-    if pair and "PAIRING" in code.upper() and request_id:
+    return None, res.get("error") or {}
+
+
+PAIRING_ATTEMPTS = 4
+
+
+def _connect(ep: Endpoint, *, timeout: float, limit: int) -> Socket:
+    """An authenticated socket: challenge, signed connect, and (once per gateway) pairing.
+
+    Several processes of the control plane (the web, each worker) share one device identity
+    and may meet an unpaired gateway at the same moment: each gets a pairing request, the first
+    approval wins and the others' approvals are refused (their request is gone). So a refused
+    approval is not an error by itself: connect again and see whether the device is paired now.
+    """
+    for attempt in range(PAIRING_ATTEMPTS):
+        sock, err = _handshake(ep, timeout=timeout, limit=limit)
+        if sock is not None:
+            return sock
+        details = err.get("details") or {}
+        code = str(details.get("code") or err.get("code") or "error")
+        request_id = details.get("requestId")
+        if "PAIRING" not in code.upper() or not request_id or attempt == PAIRING_ATTEMPTS - 1:
+            raise RpcError(f"connect: {code}", kind=code)
         log.info("pairing the control plane with the gateway at %s:%s", ep.host, ep.port)
-        http_call(
-            ep.base_url,
-            ep.token,
-            "device.pair.approve",
-            {"requestId": request_id},
-            timeout=timeout,
-            limit=limit,
-        )
-        return _connect(ep, timeout=timeout, limit=limit, pair=False)
-    raise RpcError(f"connect: {code}", kind=code)
+        try:
+            http_call(
+                ep.base_url,
+                ep.token,
+                "device.pair.approve",
+                {"requestId": request_id},
+                timeout=timeout,
+                limit=limit,
+            )
+        except RpcError as exc:
+            if exc.unavailable:
+                raise
+            log.info("pairing request not approved (%s); connecting again", exc)
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def ws_call(ep: Endpoint, method: str, params: dict, *, timeout: float, limit: int) -> dict:

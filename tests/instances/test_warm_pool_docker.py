@@ -1,7 +1,8 @@
 """The warm pool on the real engine, image, mock LLM and worker (issue 18, item 4): a deploy
 claims a pre-booted gateway without restarting it, the tenant's key reaches the mock, the pool
-token stops working, a restart continues the conversation like any instance's, and a deploy
-that finds the pool empty is a cold deploy that says so.
+token stops working, a restart and an upgrade continue the conversation like any instance's, a
+claim cut by kill -9 of the worker is finished by the retry, and a deploy that finds the pool
+empty is a cold deploy that says so.
 """
 
 import hashlib
@@ -11,12 +12,18 @@ import uuid
 
 import pytest
 
-from instances import placement, pool
-from instances.models import PoolSlot
-from tests.fleet_fixtures import OPERATION_TIMEOUT, TEST_NETWORK, deploy_and_wait
+from accounts.services import SYSTEM
+from instances import operations, placement, pool, services
+from instances.models import Instance, Operation, PoolSlot
+from tests.fleet_fixtures import (
+    OPERATION_TIMEOUT,
+    TEST_NETWORK,
+    deploy_and_wait,
+    wait_for_operation,
+)
 from tests.security.helpers import container_ip
 
-from .helpers import chat, requests_with, restart_and_continue, wait_until
+from .helpers import chat, containers_of, requests_with, restart_and_continue, wait_until
 
 pytestmark = [
     pytest.mark.docker,
@@ -115,3 +122,70 @@ def test_a_deploy_claims_a_warm_gateway_then_an_empty_pool_deploys_cold(
     assert [s.get("pool") for s in pool_steps] == ["empty"], op.steps
     assert cold.status == "running"
     assert chat(cold, "cold hello charlie") == "Mock reply: cold hello charlie"
+
+
+def test_a_claim_cut_by_sigkill_is_finished_by_the_retry_and_the_instance_upgrades_like_any(
+    org, docker_runtime, openclaw_image, mock_llm, pool_on, settings
+):
+    """kill -9 of the worker in the middle of a claim: the retry finds the slot in `claiming`
+    and finishes it (fully claimed, never half: the tenant's token works, the pool's does not).
+    Then an upgrade of the claimed instance keeps the volume and the conversation, as a cold
+    instance's does (tests/instances/test_lifecycle_docker.py)."""
+    rt, worker = docker_runtime, pool_on
+    settings.FLEET_DEFAULT_VERSION = "2026.9.5"  # the refill runs here: a 2026.9.5 pool
+    host = placement.ensure_local_host()
+    slot = _ready_slot(host)
+    assert slot.openclaw_version == "2026.9.5"
+
+    op = services.instance_deploy(
+        actor=SYSTEM,
+        organization=org,
+        name="cut",
+        openclaw_version="2026.9.5",
+        provider="custom",
+        model_name="mock-model",
+        api_key="",
+        model_base_url=mock_llm.container_url,
+    )
+
+    def claiming():
+        op.refresh_from_db()
+        return any(s["name"] == "pool" for s in op.steps)
+
+    wait_until(claiming, OPERATION_TIMEOUT, 0.05, "the deploy to start its claim")
+    worker.kill9()
+    op.refresh_from_db()
+    assert op.state == Operation.State.RUNNING, f"the claim ended before the kill: {op.steps}"
+    slot.refresh_from_db()
+    assert slot.state == PoolSlot.State.CLAIMING
+
+    worker.start()
+    wait_until(operations.resume_stranded, 90, 3, "the stranded deploy to be resumed")
+    op = wait_for_operation(op, OPERATION_TIMEOUT, worker=worker)
+    assert op.state == "succeeded", f"{op.error} / {op.error_detail}"
+    assert op.attempts == 2
+    instance = Instance.objects.get(pk=op.instance_id)
+    slot.refresh_from_db()
+    assert (instance.pk, slot.state) == (slot.pk, PoolSlot.State.CLAIMED)
+    assert [s.get("pool") for s in op.steps if s["name"] == "pool"][-1] == "claimed", op.steps
+    assert _status_with(instance.host_port, instance.gateway_token) == 200
+    assert _status_with(instance.host_port, slot.pool_token) == 401
+    assert len(containers_of(rt, instance)) == 1
+    assert chat(instance, "claimed after a kill echo") == "Mock reply: claimed after a kill echo"
+
+    # Upgrade 2026.9.5 -> 2026.9.6: same volume and hostname, the conversation goes on.
+    op = wait_for_operation(
+        services.instance_upgrade(actor=SYSTEM, instance=instance, version="2026.9.6"),
+        OPERATION_TIMEOUT,
+        worker=worker,
+    )
+    assert op.state == "succeeded", op.error_detail
+    instance.refresh_from_db()
+    raw = rt.api.inspect_container(instance.container_name)
+    assert raw["Config"]["Image"] == openclaw_image["2026.9.6"]
+    assert raw["Config"]["Hostname"] == instance.hostname
+    assert [m["Name"] for m in raw["Mounts"]] == [instance.volume_name]
+    assert _status_with(instance.host_port, slot.pool_token) == 401
+    assert chat(instance, "upgraded foxtrot") == "Mock reply: upgraded foxtrot"
+    (after,) = requests_with(mock_llm, "upgraded foxtrot")
+    assert "claimed after a kill echo" in str(after["body"]["messages"])
