@@ -54,6 +54,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleet.settings")
 # production with the pool drained.
 os.environ["FLEET_WARM_POOL_SIZE"] = "1"
 os.environ["FLEET_WARM_POOL_MAX"] = "1"
+# The deploys name a model at the engine host's discard port (never called while deploying):
+# allowed like a development mock LLM, or the egress check refuses the URL.
+os.environ.setdefault("FLEET_EGRESS_ALLOW", "host-gateway:9")
 
 
 def ensure_database(url: str) -> None:

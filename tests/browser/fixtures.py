@@ -69,12 +69,33 @@ class PageWatch:
         assert not self.problems, "\n".join(self.problems)
 
 
+def steady_navigation(page, attempts: int = 3):
+    """Make `page.goto` retry a navigation Chromium aborted with net::ERR_NETWORK_CHANGED.
+
+    Chromium abandons a navigation when a network interface appears or goes, which Docker does
+    whenever a test on the other xdist worker creates or removes a network; the request had not
+    been answered, so going again is what a user would do (reload)."""
+    goto = page.goto
+
+    def goto_steadily(url, **kwargs):
+        for attempt in range(attempts):
+            try:
+                return goto(url, **kwargs)
+            except Exception as exc:
+                if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == attempts - 1:
+                    raise
+        return None
+
+    page.goto = goto_steadily
+    return page
+
+
 @pytest.fixture
 def browser_page(chromium_browser):
     """(page, watch): a fresh context per test; `watch.check()` runs at teardown too."""
     context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
-    page = context.new_page()
+    page = steady_navigation(context.new_page())
     watch = PageWatch(page)
     yield page, watch
     context.close()

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from accounts.models import AuditEvent
-from tests.browser.fixtures import CHROMIUM_ARGS, login
+from tests.browser.fixtures import CHROMIUM_ARGS, login, steady_navigation
 from tests.factories import MembershipFactory, UserFactory, verified
 from tests.fleet_fixtures import OPERATION_TIMEOUT, deploy_and_wait
 
@@ -61,7 +61,7 @@ def test_open_assistant_signs_in_to_the_control_ui_at_the_public_address(
     origin = instance.endpoint_url
 
     ctx = _context(chromium_browser)
-    page = ctx.new_page()
+    page = steady_navigation(ctx.new_page())
     login(page, live_server, "olive@example.com", PASSWORD)
     page.goto(f"{live_server.url}/instances/{instance.pk}/")
     assert page.get_by_text(origin).first.is_visible()
@@ -112,14 +112,14 @@ def test_a_sign_in_link_works_once(
     assert "bootstrapToken=" in link.url and instance.gateway_token not in link.url
 
     first = _context(chromium_browser)
-    page = first.new_page()
+    page = steady_navigation(first.new_page())
     page.goto(link.url)
     page.locator("textarea").first.wait_for(state="visible", timeout=90_000)
     screenshot(page, "edge-link-first-use")
     first.close()
 
     second = _context(chromium_browser)
-    page = second.new_page()
+    page = steady_navigation(second.new_page())
     page.goto(link.url)
     deadline = time.monotonic() + 60
     text = ""
