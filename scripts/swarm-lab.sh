@@ -240,6 +240,15 @@ swarm_up() {
         fi
         sleep 0.5
     done
+    # Each node tells the control plane where its own engine answers (volume files and exec go
+    # there, not through the manager): node label clawfleet.engine (instances/runtime/swarm.py).
+    local id
+    for n in $(seq 1 "$NODES"); do
+        id=$(dk "$n" info --format '{{.Swarm.NodeID}}')
+        if [ "$(dk 1 node inspect --format '{{index .Spec.Labels "clawfleet.engine"}}' "$id")" != "unix://$(sock "$n")" ]; then
+            dk 1 node update --label-add "clawfleet.engine=unix://$(sock "$n")" "$id" >/dev/null
+        fi
+    done
     if ! dk 1 network inspect "$OVERLAY" >/dev/null 2>&1; then
         dk 1 network create --driver overlay --attachable "$OVERLAY" >/dev/null
     fi
