@@ -1,9 +1,11 @@
 """The runtime contract (instances/runtime/contract.py), the same cases against the in-memory
-fake (tests/fakes/runtime.py) and the real Docker engine, so that the fake cannot drift.
+fake (tests/fakes/runtime.py), the real Docker engine and the Swarm backend on the three-node
+lab (tests/swarm_lab.py), so that none of them can drift.
 
-The real engine's cases are marked docker and share one container per module: the OpenClaw
-image running a trivial shell loop (no gateway boot), on the module's own network and volume,
-all removed at the end. Only this module's objects are touched (names start with its prefix).
+The real backends' cases are marked docker and share one container (on Swarm: one service) per
+module: the OpenClaw image running a trivial shell loop (no gateway boot), on the module's own
+network and volume, all removed at the end. Only this module's objects are touched (names start
+with its prefix). The swarm cases stay in this one file: one xdist worker owns the lab.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from instances.runtime import (
     VolumeNotFound,
     free_port,
 )
+from instances.runtime.swarm import ISOLATION_LABEL, SwarmRuntime
 from instances.runtime.types import MANAGED_LABEL, STATE_DIR
 from tests.fakes.runtime import FakeNetwork, FakeRuntime
 
@@ -82,9 +85,14 @@ class Engine:
         return ContainerSpec(**fields)
 
     def make_leaky_network(self, name: str) -> None:
-        """A bridge on which containers may talk to each other (ICC on, Docker's default)."""
+        """A network on which containers may talk to each other: a bridge with ICC on
+        (Docker's default); on Swarm an attachable overlay anyone may join."""
         if self.kind == "docker":
             self.rt.api.create_network(name, driver="bridge", labels={MANAGED_LABEL: "true"})
+        elif self.kind == "swarm":
+            self.rt.api.create_network(
+                name, driver="overlay", attachable=True, labels={MANAGED_LABEL: "true"}
+            )
         else:
             self.rt.networks[name] = FakeNetwork(id="leaky", gateway="172.30.0.1", isolated=False)
 
@@ -92,9 +100,48 @@ class Engine:
         if self.kind == "docker":
             net = self.rt.api.inspect_network(name)
             return net["Options"].get("com.docker.network.bridge.enable_icc") == "false"
+        if self.kind == "swarm":  # a family overlay no gateway joins (each has its own)
+            net = self.rt.api.inspect_network(name)
+            return (
+                net["Driver"] == "overlay" and net["Labels"].get(ISOLATION_LABEL) == "per-service"
+            )
         return self.rt.networks[name].isolated
 
+    def occupy(self, network: str, volume_name: str) -> str:
+        """A running container on ``network``: through the runtime where it attaches
+        containers to the spec's network; on Swarm (which never attaches a gateway to it)
+        someone else's container on the manager."""
+        spec = self.spec("on-leaky", network=network, volume_name=volume_name)
+        if self.kind != "swarm":
+            self.rt.ensure_container(spec)
+            self.rt.start(spec.name)
+            return spec.name
+        api = self.rt.api
+        api.create_container(
+            image(),
+            name=spec.name,
+            entrypoint=IDLE[:1],
+            command=IDLE[1:],
+            host_config=api.create_host_config(network_mode=network),
+        )
+        api.start(spec.name)
+        return spec.name
+
+    def occupant_running(self, name: str) -> bool:
+        if self.kind != "swarm":
+            return self.rt.inspect(name).running
+        return self.rt.api.inspect_container(name)["State"]["Running"]
+
+    def vacate(self, name: str) -> None:
+        if self.kind != "swarm":
+            self.rt.remove(name)
+        else:
+            self.rt.api.remove_container(name, force=True)
+
     def cleanup(self) -> None:
+        if self.kind == "swarm":
+            self._cleanup_swarm()
+            return
         if self.kind != "docker":
             return
         api = self.rt.api
@@ -108,8 +155,32 @@ class Engine:
             with contextlib.suppress(Exception):
                 api.remove_network(net["Id"])
 
+    def _cleanup_swarm(self) -> None:
+        rt = self.rt
+        for svc in rt.api.services(filters={"name": self.prefix}):
+            with contextlib.suppress(Exception):
+                rt.remove(svc["Spec"]["Name"])
+        for row in rt.api.containers(all=True, filters={"name": self.prefix}):
+            with contextlib.suppress(Exception):
+                rt.api.remove_container(row["Id"], force=True)
+        for node in rt.nodes():
+            api = rt.engine(node["id"]).api
+            for vol in (api.volumes(filters={"name": self.prefix}) or {}).get("Volumes") or []:
+                with contextlib.suppress(Exception):
+                    api.remove_volume(vol["Name"], force=True)
+        for net in rt.api.networks(names=[self.prefix]):
+            with contextlib.suppress(Exception):
+                rt.api.remove_network(net["Id"])
 
-@pytest.fixture(scope="module", params=["fake", pytest.param("docker", marks=pytest.mark.docker)])
+
+BACKENDS = [
+    "fake",
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("swarm", marks=pytest.mark.docker),
+]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
 def engine(request):
     if request.param == "docker":
         from tests.fleet_fixtures import connect_runtime
@@ -118,6 +189,11 @@ def engine(request):
         if not rt.image_exists(image()):
             pytest.fail(f"{image()} is absent: run images/openclaw/build.sh --all", False)
         eng = Engine("docker", rt)
+    elif request.param == "swarm":
+        lab = request.getfixturevalue("swarm_lab")
+        rt = SwarmRuntime(lab.manager_url)
+        rt.ensure_image(image())
+        eng = Engine("swarm", rt)
     else:
         eng = Engine("fake", FakeRuntime())
     try:
@@ -151,7 +227,7 @@ def _shape(fn):
     return [(p.name, p.kind, p.default) for p in sig.parameters.values()]
 
 
-@pytest.mark.parametrize("backend", [DockerRuntime, FakeRuntime])
+@pytest.mark.parametrize("backend", [DockerRuntime, SwarmRuntime, FakeRuntime])
 @pytest.mark.parametrize("method", PROTOCOL_METHODS)
 def test_every_backend_provides_every_contract_method_with_its_signature(backend, method):
     assert callable(getattr(backend, method, None)), f"{backend.__name__} lacks {method}"
@@ -163,6 +239,7 @@ def test_the_contract_lists_what_the_control_plane_calls():
         PROTOCOL_METHODS
     )
     assert isinstance(FakeRuntime(), Runtime) and isinstance(DockerRuntime(), Runtime)
+    assert isinstance(SwarmRuntime("unix:///run/clawfleet-swarm/node-1.sock"), Runtime)
 
 
 # --- images and volumes -------------------------------------------------------------------------
@@ -294,7 +371,7 @@ def test_exec_reads_no_more_than_its_cap_of_a_tenants_output(engine, box):
     assert rt.exec(spec.name, ["cat", path], max_output=300_000)[1] == b"y" * 300_000
     with pytest.raises(OutputTooLarge):
         b"".join(rt.exec_stream(spec.name, ["cat", path], max_bytes=100_000))
-    if engine.kind == "docker":
+    if engine.kind != "fake":
         # Output that never ends: the cap ends the read, not the command's own timeout.
         with pytest.raises(OutputTooLarge):
             rt.exec(spec.name, ["sh", "-c", "yes"], timeout=600, max_output=1_000_000)
@@ -465,16 +542,14 @@ def test_ensure_network_refuses_a_leaky_network_with_a_running_container(engine,
     rt, (box_spec, _info) = engine.rt, box
     name = engine.name("leaky-used")
     engine.make_leaky_network(name)
-    spec = engine.spec("on-leaky", network=name, volume_name=box_spec.volume_name)
-    rt.ensure_container(spec)
-    rt.start(spec.name)
+    occupant = engine.occupy(name, box_spec.volume_name)
     try:
-        with pytest.raises(NetworkUnsafe, match=spec.name):
+        with pytest.raises(NetworkUnsafe, match=occupant):
             rt.ensure_network(name)
         assert not engine.isolated(name)  # left as it was: the container keeps its network
-        assert rt.inspect(spec.name).running
+        assert engine.occupant_running(occupant)
     finally:
-        rt.remove(spec.name)
+        engine.vacate(occupant)
     rt.ensure_network(name)  # nobody on it any more: replaced
     assert engine.isolated(name)
     rt.remove_network(name)
