@@ -1,4 +1,5 @@
-"""Hosts: the Docker engines we place instances on, and their capacity.
+"""Hosts: the Docker engines and swarms we place instances on, their capacity and (a swarm's)
+nodes.
 
 Hosts are configuration staff edit here; the form's values are written by
 instances.services.host_create / host_update / host_delete, which audit every change
@@ -12,8 +13,22 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from .. import selectors, services
-from ..models import Host
+from ..models import Host, HostNode
+from ..runtime import RuntimeErrorBase, runtime_for
 from .common import admin_actor
+
+
+class HostNodeInline(admin.TabularInline):
+    """A swarm's nodes as Swarm last reported them (the "Sync swarm nodes" action refreshes)."""
+
+    model = HostNode
+    extra = 0
+    can_delete = False
+    fields = ["hostname", "role", "address", "engine_url", "memory_mb", "availability", "state"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 class HostForm(forms.ModelForm):
@@ -36,6 +51,7 @@ class HostAdmin(admin.ModelAdmin):
     form = HostForm
     list_display = [
         "name",
+        "kind",
         "base_url",
         "is_active",
         "instances_used",
@@ -43,7 +59,9 @@ class HostAdmin(admin.ModelAdmin):
         "last_seen_at",
         "short_error",
     ]
-    list_filter = ["is_active"]
+    list_filter = ["is_active", "kind"]
+    inlines = [HostNodeInline]
+    actions = ["sync_swarm_nodes"]
     search_fields = ["name", "base_url"]
     readonly_fields = ["last_seen_at", "last_error", "created_at"]
     fields = [*services.HOST_FIELDS, *readonly_fields]
@@ -69,7 +87,17 @@ class HostAdmin(admin.ModelAdmin):
     def short_error(self, obj):
         return (obj.last_error or "")[:80]
 
-    # -- writes go through the audited services --
+    # -- writes go through the services --
+
+    @admin.action(description="Sync swarm nodes")
+    def sync_swarm_nodes(self, request, queryset):
+        for host in queryset.filter(kind=Host.Kind.SWARM):
+            try:
+                rows = services.host_nodes_sync(host=host, nodes=runtime_for(host).nodes())
+            except RuntimeErrorBase as exc:
+                messages.error(request, f"{host.name}: {exc}")
+                continue
+            messages.success(request, f"{host.name}: {len(rows)} node(s)")
 
     def save_model(self, request, obj, form, change):
         values = {name: form.cleaned_data[name] for name in services.HOST_FIELDS}

@@ -333,7 +333,9 @@ class SwarmRuntime:
         net = self._network(name)
         if net is not None and (net.get("Labels") or {}).get(ISOLATION_LABEL) != "per-service":
             attached = sorted(
-                (c.get("Name") or cid[:12]) for cid, c in (net.get("Containers") or {}).items()
+                (c.get("Name") or cid[:12])
+                for cid, c in (net.get("Containers") or {}).items()
+                if not cid.startswith("lb-")  # the overlay's own load-balancer endpoint
             )
             if attached:
                 raise NetworkUnsafe(
@@ -343,6 +345,11 @@ class SwarmRuntime:
                 )
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_network(net.get("Id") or name)
+            # The manager forgets a network asynchronously: a name made again meanwhile would
+            # be two networks, and a lookup by name may answer with the old one.
+            deadline = time.monotonic() + 30
+            while self._network(name) is not None and time.monotonic() < deadline:
+                time.sleep(0.2)
             net = None
         if net is None:
             self._create_overlay(name, {ISOLATION_LABEL: "per-service"}, attachable=False)
@@ -448,6 +455,8 @@ class SwarmRuntime:
         finally:
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_service(place)
+        if task is not None and task.get("NodeID"):  # its container holds the volume till gone
+            self._wait_containers_gone(task["NodeID"], place)
         if task is None or not task.get("NodeID"):
             raise RuntimeErrorBase(
                 f"swarm could not place volume {name}: no node has {memory_mb} MB unreserved "

@@ -38,8 +38,14 @@ from instances.runtime import (
     VolumeNotFound,
     free_port,
 )
-from instances.runtime.swarm import ISOLATION_LABEL, SwarmRuntime
-from instances.runtime.types import MANAGED_LABEL, STATE_DIR
+from instances.runtime.swarm import (
+    ISOLATION_LABEL,
+    MEMORY_LABEL,
+    NodeUnsafe,
+    SwarmRuntime,
+    require_no_new_privileges,
+)
+from instances.runtime.types import GATEWAY_PORT, MANAGED_LABEL, STATE_DIR
 from tests.fakes.runtime import FakeNetwork, FakeRuntime
 
 MISSING_IMAGE = "clawfleet/openclaw:0.0.0-absent"
@@ -570,3 +576,108 @@ def test_remove_converges_and_keeps_the_volume(engine, box):
     assert rt.volume_exists(spec.volume_name)
     rt.remove_volume(spec.volume_name)
     rt.remove_network(spec.network)
+
+
+# --- Swarm only: what the backend adds on top of the contract (the lab's worker owns them) ------
+
+
+# A stand-in gateway: answers every path with its name (so /readyz is 200), on the gateway port.
+def serving(tag: str) -> list[str]:
+    script = f"require('http').createServer((q,r)=>r.end('{tag}')).listen({GATEWAY_PORT})"
+    return ["node", "-e", script]
+
+
+def fetch_from(rt, service: str, url: str) -> str:
+    """What a tenant's container gets for ``url``: "OK <body>" or "ERR <code>"."""
+    script = (
+        f"fetch('{url}',{{signal:AbortSignal.timeout(4000)}}).then(r=>r.text())"
+        ".then(t=>console.log('OK '+t),e=>console.log('ERR '+((e.cause&&e.cause.code)||e.name)))"
+    )
+    return rt.exec(service, ["node", "-e", script], timeout=30)[1].decode().strip()
+
+
+@pytest.fixture(scope="module")
+def swarm(swarm_lab):
+    eng = Engine("swarm", SwarmRuntime(swarm_lab.manager_url))
+    eng.rt.ensure_network(eng.name("net"))
+    try:
+        yield eng
+    finally:
+        eng.cleanup()
+
+
+def test_a_swarm_gateway_runs_hardened_on_the_node_that_holds_its_volume(swarm):
+    rt = swarm.rt
+    spec = swarm.spec("hard", volume_name=swarm.name("hard-vol"), env={"GATEWAY_MODE": "lan"})
+    assert rt.ensure_volume(spec.volume_name, {MEMORY_LABEL: "256"}) is True
+    node = rt.volume_node(spec.volume_name)
+    rt.ensure_container(spec)
+    rt.write_config(
+        spec.volume_name, image(), {"gateway": {"auth": {"token": SECRET}}}, [], validate=False
+    )
+    rt.start(spec.name)
+    service = rt.api.inspect_service(spec.name)
+    assert service["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == [f"node.id=={node}"]
+    assert service["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
+    (task,) = [t for t in rt.api.tasks(filters={"service": spec.name}) if t["NodeID"] == node]
+    container = rt.engine(node).api.inspect_container(
+        task["Status"]["ContainerStatus"]["ContainerID"]
+    )
+    host = container["HostConfig"]
+    assert host["ReadonlyRootfs"] and host["Init"] and host["CapDrop"] == ["ALL"]
+    assert (host["PidsLimit"], host["Memory"], host["NanoCpus"]) == (64, 256 * 2**20, 500_000_000)
+    assert container["Config"]["User"] == "1000:1000"
+    assert container["Config"]["Hostname"] == spec.hostname
+    assert {m["Destination"] for m in container["Mounts"] if m["Type"] == "tmpfs"} == {
+        "/tmp",
+        "/home/node/.cache",
+    }
+    _code, out, _err = rt.exec(
+        spec.name, ["sh", "-c", "grep -E '^(NoNewPrivs|CapEff)' /proc/1/status"]
+    )
+    assert sorted(out.split()) == sorted([b"NoNewPrivs:", b"1", b"CapEff:", b"0" * 16])
+    assert rt.exec(spec.name, ["touch", "/etc/x"])[0] != 0  # read-only root
+    assert rt.exec(spec.name, ["cat", f"{STATE_DIR}/openclaw.json"])[1].count(SECRET.encode()) == 1
+    # The secret is in the volume only: not in the service, the container or its environment.
+    assert SECRET not in json.dumps(service) + json.dumps(container)
+    assert SECRET.encode() not in rt.exec(spec.name, ["cat", "/proc/1/environ"])[1]
+    rt.remove(spec.name)
+    rt.remove_volume(spec.volume_name)
+
+
+def test_a_node_whose_engine_allows_new_privileges_is_refused():
+    """The host's own engine runs without --no-new-privileges (scripts/ensure-docker.sh): as a
+    swarm node it would be refused, with the fix in the message."""
+    from tests.fleet_fixtures import connect_runtime
+
+    host_engine = connect_runtime(settings.FLEET_DOCKER_URL)
+    with pytest.raises(NodeUnsafe, match="start its dockerd with --no-new-privileges"):
+        require_no_new_privileges(host_engine, "the host")
+
+
+def test_the_control_plane_reaches_each_swarm_gateway_and_tenants_reach_no_one_else(swarm):
+    rt = swarm.rt
+    specs = []
+    for tag in ("alpha", "bravo"):
+        spec = swarm.spec(tag, volume_name=swarm.name(f"{tag}-vol"), command=serving(tag))
+        rt.ensure_volume(spec.volume_name, {MEMORY_LABEL: "256"})
+        rt.ensure_container(spec)
+        rt.start(spec.name)
+        specs.append(spec)
+    alpha, bravo = specs
+    for spec in specs:  # through the instance's reach port on the manager, as probes go
+        rt.wait_ready(spec.host_port, 60, name=spec.name)
+        assert rt.probe(spec.host_port) == {"healthz": True, "readyz": True}
+    nodes = {rt.volume_node(s.volume_name) for s in specs}
+    print(f"alpha and bravo on {len(nodes)} node(s)")
+    bravo_address = rt.inspect(bravo.name).address
+    assert fetch_from(rt, bravo.name, f"http://{bravo_address}:18789/") == "OK bravo"
+    # alpha cannot reach bravo: not its task address, not its name, not its reach port.
+    assert fetch_from(rt, alpha.name, f"http://{bravo_address}:18789/").startswith("ERR")
+    assert fetch_from(rt, alpha.name, f"http://{bravo.name}:18789/").startswith("ERR")
+    reach = f"http://{rt.manager_address()}:{bravo.host_port}/"
+    assert fetch_from(rt, alpha.name, reach).startswith("ERR")
+    assert fetch_from(rt, bravo.name, reach).startswith("ERR")  # its own, too: not from a tenant
+    for spec in specs:
+        rt.remove(spec.name)
+        rt.remove_volume(spec.volume_name)
