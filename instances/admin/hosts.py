@@ -11,24 +11,12 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
 
 from .. import selectors, services
-from ..models import Host, HostNode
+from ..models import Host
 from ..runtime import RuntimeErrorBase, runtime_for
 from .common import admin_actor
-
-
-class HostNodeInline(admin.TabularInline):
-    """A swarm's nodes as Swarm last reported them (the "Sync swarm nodes" action refreshes)."""
-
-    model = HostNode
-    extra = 0
-    can_delete = False
-    fields = ["hostname", "role", "address", "engine_url", "memory_mb", "availability", "state"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class HostForm(forms.ModelForm):
@@ -60,10 +48,9 @@ class HostAdmin(admin.ModelAdmin):
         "short_error",
     ]
     list_filter = ["is_active", "kind"]
-    inlines = [HostNodeInline]
     actions = ["sync_swarm_nodes"]
     search_fields = ["name", "base_url"]
-    readonly_fields = ["last_seen_at", "last_error", "created_at"]
+    readonly_fields = ["last_seen_at", "last_error", "created_at", "swarm_nodes"]
     fields = [*services.HOST_FIELDS, *readonly_fields]
 
     def get_queryset(self, request):
@@ -82,6 +69,34 @@ class HostAdmin(admin.ModelAdmin):
     def memory_used(self, obj):
         pct = round(100 * obj.memory_allocated / obj.memory_mb) if obj.memory_mb else 0
         return f"{obj.memory_allocated:,} / {obj.memory_mb:,} MB ({pct} %)"
+
+    @admin.display(description="nodes")
+    def swarm_nodes(self, obj):
+        """A swarm's nodes as Swarm last reported them ("Sync swarm nodes" refreshes them)."""
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} MB</td><td>{}</td>"
+            "<td>{}</td></tr>",
+            (
+                (
+                    n.hostname,
+                    n.role,
+                    n.address,
+                    n.engine_url,
+                    f"{n.memory_mb:,}",
+                    n.availability,
+                    n.state,
+                )
+                for n in obj.nodes.all()
+            ),
+        )
+        if not rows:
+            return "-"
+        return format_html(
+            "<table><tr><th>hostname</th><th>role</th><th>address</th><th>engine</th>"
+            "<th>memory</th><th>availability</th><th>state</th></tr>{}</table>",
+            rows,
+        )
 
     @admin.display(description="last error")
     def short_error(self, obj):

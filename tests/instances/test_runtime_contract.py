@@ -681,3 +681,33 @@ def test_the_control_plane_reaches_each_swarm_gateway_and_tenants_reach_no_one_e
     for spec in specs:
         rt.remove(spec.name)
         rt.remove_volume(spec.volume_name)
+
+
+def test_runtime_for_picks_the_backend_by_the_hosts_kind(settings):
+    from instances.models import Host
+    from instances.runtime import reset_runtimes, runtime_for
+
+    settings.FLEET_RUNTIME = "instances.runtime.DockerRuntime"
+    reset_runtimes()
+    try:
+        swarm_host = Host(name="s", kind=Host.Kind.SWARM, base_url="unix:///nonexistent/s.sock")
+        engine_host = Host(name="d", kind=Host.Kind.DOCKER, base_url="unix:///nonexistent/d.sock")
+        assert type(runtime_for(swarm_host)) is SwarmRuntime
+        assert type(runtime_for(engine_host)) is DockerRuntime
+    finally:
+        reset_runtimes()
+
+
+def test_a_swarm_hosts_nodes_are_mirrored_from_the_real_swarm(swarm, db):
+    from instances import services
+    from instances.models import Host
+
+    host = Host.objects.create(name="lab", kind=Host.Kind.SWARM, base_url=swarm.rt.base_url)
+    rows = services.host_nodes_sync(host=host, nodes=swarm.rt.nodes())
+    assert sorted((r.hostname, r.role, r.state) for r in rows) == [
+        ("cf-swarm-1", "manager", "ready"),
+        ("cf-swarm-2", "worker", "ready"),
+        ("cf-swarm-3", "worker", "ready"),
+    ]
+    assert all(r.engine_url.startswith("unix:///run/clawfleet-swarm/") for r in rows)
+    assert all(r.memory_mb > 1024 for r in rows)
