@@ -664,6 +664,7 @@ class SwarmRuntime:
                     },
                     labels={REACH_LABEL: spec.name},
                     ports=[REACH_PORT],
+                    healthcheck={"Test": ["NONE"]},  # the image's checks a gateway, not this
                     host_config=host_config,
                 )
             except docker.errors.APIError as exc:
