@@ -711,3 +711,70 @@ def test_a_swarm_hosts_nodes_are_mirrored_from_the_real_swarm(swarm, db):
     ]
     assert all(r.engine_url.startswith("unix:///run/clawfleet-swarm/") for r in rows)
     assert all(r.memory_mb > 1024 for r in rows)
+
+
+def test_a_gateway_deployed_onto_the_swarm_by_the_deploy_handler_answers_a_chat(
+    swarm, alice_org, entitled_org, settings
+):
+    """The real OpenClaw image, deployed by the same handler as on one engine (no edge proxy
+    for a swarm yet), answers through its reach port with the mock LLM's reply."""
+    import urllib.request
+
+    from accounts.services import SYSTEM
+    from fleet import hooks
+    from instances import operations, services
+    from instances.models import Host, Instance
+    from mockllm.server import start_mock_llm
+    from tests.fleet_fixtures import MOCK_MODEL
+
+    rt = swarm.rt
+    control = rt.control_address()
+    mock = start_mock_llm([control], 0, model_id=MOCK_MODEL)
+    settings.FLEET_EGRESS_ALLOW = [*settings.FLEET_EGRESS_ALLOW, f"{control}:{mock.port}"]
+    settings.FLEET_EDGE_ADMIN_URL = ""  # the edge proxy does not route to a swarm yet
+    settings.FLEET_NETWORK = swarm.name("family")
+    entitled_org(alice_org)
+    Host.objects.update(is_active=False)  # the swarm takes this deploy
+    host = Host.objects.create(name="lab-swarm", kind=Host.Kind.SWARM, base_url=rt.base_url)
+    instance = None
+    try:
+        with hooks.only("instance.ready"), hooks.only("operation.finished"):
+            op = services.instance_deploy(
+                actor=SYSTEM,
+                organization=alice_org,
+                name="swarm-bot",
+                provider="custom",
+                model_name=MOCK_MODEL,
+                api_key="",
+                model_base_url=mock.url_for(control),
+            )
+            instance = Instance.objects.get(pk=op.instance_id)
+            op = operations.run_operation(op.pk)
+        assert op.state == "succeeded", op.error_detail
+        instance.refresh_from_db()
+        assert (instance.host, instance.status) == (host, "running")
+        node = rt.volume_node(instance.volume_name)
+        assert (
+            rt.api.inspect_service(instance.container_name)["Spec"]["Labels"]["clawfleet.node"]
+            == node
+        )
+        body = json.dumps({"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]})
+        request = urllib.request.Request(
+            f"http://{rt.manager_address()}:{instance.host_port}/v1/chat/completions",
+            data=body.encode(),
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {instance.gateway_token}",
+                "Content-Type": "application/json",
+                "x-openclaw-session-key": "swarm-1",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=180) as resp:
+            reply = json.loads(resp.read())["choices"][0]["message"]["content"]
+        assert reply == "Mock reply: hi"
+    finally:
+        mock.stop()
+        if instance is not None:
+            rt.remove(instance.container_name)
+            rt.remove_volume(instance.volume_name)
+        rt.remove_network(settings.FLEET_NETWORK)
