@@ -520,9 +520,12 @@ class SwarmRuntime:
             status, exit_code = "exited", int(labels[LAST_EXIT_LABEL])
         host_port = int(labels[HOST_PORT_LABEL]) if labels.get(HOST_PORT_LABEL) else None
         health = None
-        if running:
+        if running:  # Swarm holds a task with a healthcheck in "starting" until it is healthy
+            checked = (svc["Spec"]["TaskTemplate"]["ContainerSpec"].get("Healthcheck") or {}).get(
+                "Test"
+            ) != ["NONE"]
             state = (task.get("Status") or {}).get("State")
-            health = "starting" if state == "starting" else None
+            health = "starting" if state == "starting" else ("healthy" if checked else None)
         return ContainerInfo(
             name=svc["Spec"]["Name"],
             id=svc["ID"],

@@ -713,23 +713,43 @@ def test_a_swarm_hosts_nodes_are_mirrored_from_the_real_swarm(swarm, db):
     assert all(r.memory_mb > 1024 for r in rows)
 
 
-def test_a_gateway_deployed_onto_the_swarm_by_the_deploy_handler_answers_a_chat(
+def swarm_chat(address: str, instance, text: str) -> str:
+    """One turn through the instance's reach port (tests/instances/helpers.chat dials loopback)."""
+    import urllib.request
+
+    body = json.dumps({"model": "openclaw", "messages": [{"role": "user", "content": text}]})
+    request = urllib.request.Request(
+        f"http://{address}:{instance.host_port}/v1/chat/completions",
+        data=body.encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {instance.gateway_token}",
+            "Content-Type": "application/json",
+            "x-openclaw-session-key": "swarm-1",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=180) as resp:
+        return json.loads(resp.read())["choices"][0]["message"]["content"]
+
+
+def test_a_swarm_gateway_deployed_by_the_handler_chats_and_survives_a_crash_via_reconcile(
     swarm, alice_org, entitled_org, settings
 ):
     """The real OpenClaw image, deployed by the same handler as on one engine (no edge proxy
     for a swarm yet), answers through its reach port with the mock LLM's reply."""
-    import urllib.request
-
     from accounts.services import SYSTEM
     from fleet import hooks
     from instances import operations, services
     from instances.models import Host, Instance
+    from instances.reconcile import reconcile_host
     from mockllm.server import start_mock_llm
     from tests.fleet_fixtures import MOCK_MODEL
+    from tests.instances.helpers import requests_with, wait_until
 
     rt = swarm.rt
     control = rt.control_address()
     mock = start_mock_llm([control], 0, model_id=MOCK_MODEL)
+    mock.keep_bodies = True  # the earlier turns OpenClaw sends back are what the test reads
     settings.FLEET_EGRESS_ALLOW = [*settings.FLEET_EGRESS_ALLOW, f"{control}:{mock.port}"]
     settings.FLEET_EDGE_ADMIN_URL = ""  # the edge proxy does not route to a swarm yet
     settings.FLEET_NETWORK = swarm.name("family")
@@ -758,20 +778,25 @@ def test_a_gateway_deployed_onto_the_swarm_by_the_deploy_handler_answers_a_chat(
             rt.api.inspect_service(instance.container_name)["Spec"]["Labels"]["clawfleet.node"]
             == node
         )
-        body = json.dumps({"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]})
-        request = urllib.request.Request(
-            f"http://{rt.manager_address()}:{instance.host_port}/v1/chat/completions",
-            data=body.encode(),
-            method="POST",
-            headers={
-                "Authorization": f"Bearer {instance.gateway_token}",
-                "Content-Type": "application/json",
-                "x-openclaw-session-key": "swarm-1",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=180) as resp:
-            reply = json.loads(resp.read())["choices"][0]["message"]["content"]
-        assert reply == "Mock reply: hi"
+        address = rt.manager_address()
+        assert swarm_chat(address, instance, "hello swarm") == "Mock reply: hello swarm"
+        # The task's container dies (a crash): one reconcile pass starts a new task, on the same
+        # node with the same volume, and the same conversation goes on.
+        (task,) = rt.api.tasks(filters={"service": instance.container_name})
+        rt.engine(node).api.kill(task["Status"]["ContainerStatus"]["ContainerID"])
+        wait_until(lambda: not rt.inspect(instance.container_name).running, 60, what="exit")
+        reconcile_host(host)
+        assert rt.inspect(instance.container_name).running
+        (task,) = [
+            t
+            for t in rt.api.tasks(filters={"service": instance.container_name})
+            if t["Status"]["State"] in ("starting", "running")
+        ]
+        assert task["NodeID"] == node
+        rt.wait_ready(instance.host_port, 240, name=instance.container_name)
+        assert swarm_chat(address, instance, "still there?") == "Mock reply: still there?"
+        (after,) = requests_with(mock, "still there?")
+        assert "hello swarm" in str(after["body"]["messages"])
     finally:
         mock.stop()
         if instance is not None:
