@@ -10,7 +10,7 @@ TEST_ENV := FLEET_STATE_STRICT=true FLEET_EGRESS_RESOLVE_NAMES=false DATABASE_UR
 	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/3}
 
 .PHONY: run test lint fmt bench venv redis postgres docker image test-image chromium check clean
-.PHONY: firewall caddy
+.PHONY: firewall caddy swarm-lab-deps
 
 # DEBUG is off unless set (fleet/settings.py): development, the suite and the benchmarks set it.
 run test bench check: export DEBUG ?= true
@@ -26,7 +26,7 @@ run: venv redis docker image firewall caddy
 # Docker network, broker prefix, Celery worker, edge proxy); a file never splits between them, so
 # the containers a module shares boot once (decision 122). PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 2
-test: venv redis postgres docker image test-image chromium check firewall caddy
+test: venv redis postgres docker image test-image chromium check firewall caddy swarm-lab-deps
 	$(TEST_ENV) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 check: venv
@@ -86,6 +86,11 @@ chromium:
 # The edge proxy (docs/edge.md): Debian's caddy package.
 caddy:
 	@bash scripts/ensure-caddy.sh
+
+# The three-node swarm lab (docs/swarm.md): the suite's fixture brings it up and down itself;
+# this only installs the tools it needs beyond the engine (iproute2, iptables, util-linux).
+swarm-lab-deps: docker
+	@bash scripts/swarm-lab.sh deps
 
 clean:
 	rm -rf $(VENV) db.sqlite3 var/ staticfiles/ artifacts/

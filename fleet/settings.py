@@ -277,6 +277,8 @@ CELERY_TIMEZONE = "UTC"
 # --- Fleet ----------------------------------------------------------------------------------
 FLEET_DOCKER_URL = env.str("FLEET_DOCKER_URL", default="unix:///var/run/docker.sock")
 FLEET_RUNTIME = env.str("FLEET_RUNTIME", default="instances.runtime.DockerRuntime")
+# The backend of Host(kind="swarm") (docs/swarm.md).
+FLEET_SWARM_RUNTIME = env.str("FLEET_SWARM_RUNTIME", default="instances.runtime.swarm.SwarmRuntime")
 FLEET_STATE_STRICT = env.bool("FLEET_STATE_STRICT", default=False)
 FLEET_OPENCLAW_IMAGE = env.str("FLEET_OPENCLAW_IMAGE", default="clawfleet/openclaw:{version}")
 FLEET_OPENCLAW_VERSIONS = env.list("FLEET_OPENCLAW_VERSIONS", default=["2026.9.6", "2026.9.5"])

@@ -31,10 +31,19 @@ class EngineNames:
 
 
 class Host(models.Model):
-    """A Docker engine we place instances on, with its capacity."""
+    """A Docker engine, or a Docker Swarm (through a manager's engine), we place instances on,
+    with its capacity. The kind picks the runtime backend (instances.runtime.runtime_for)."""
+
+    class Kind(models.TextChoices):
+        DOCKER = "docker", "Docker engine"
+        SWARM = "swarm", "Docker Swarm"
 
     name = models.CharField(max_length=64, unique=True)
-    base_url = models.CharField(max_length=255, help_text="unix:///var/run/docker.sock, tcp://…")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.DOCKER)
+    base_url = models.CharField(
+        max_length=255,
+        help_text="unix:///var/run/docker.sock, tcp://… (a swarm: one of its managers' engines)",
+    )
     is_active = models.BooleanField(default=True)
     memory_mb = models.PositiveIntegerField(default=16384, help_text="Memory we may allocate")
     max_instances = models.PositiveIntegerField(default=10)
@@ -49,6 +58,35 @@ class Host(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class HostNode(models.Model):
+    """One node of a swarm Host, as Swarm last reported it (instances.services.host_nodes_sync):
+    placement is Swarm's, this is what staff see and what drain/evacuate will act on."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="nodes")
+    swarm_node_id = models.CharField(max_length=64)
+    hostname = models.CharField(max_length=255, blank=True)
+    address = models.CharField(max_length=64, blank=True)
+    engine_url = models.CharField(
+        max_length=255, blank=True, help_text="the node label clawfleet.engine"
+    )
+    role = models.CharField(max_length=16, blank=True)
+    memory_mb = models.PositiveIntegerField(default=0, help_text="as the node reports it")
+    availability = models.CharField(max_length=16, blank=True, help_text="active, pause, drain")
+    state = models.CharField(max_length=16, blank=True, help_text="ready, down, unknown…")
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["host", "hostname"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "swarm_node_id"], name="hostnode_unique_per_host"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.host.name}/{self.hostname or self.swarm_node_id[:12]}"
 
 
 class Instance(EngineNames, models.Model):

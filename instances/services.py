@@ -41,7 +41,7 @@ from fleet import hooks
 
 from . import edge, placement, rules
 from . import prices as instance_prices
-from .models import Host, Instance, Operation
+from .models import Host, HostNode, Instance, Operation
 from .operations import OperationInProgress, active_operation, operation_request
 from .specs import image_for  # noqa: F401 - part of this module's API (sessions_mgmt uses it)
 
@@ -689,6 +689,7 @@ def grace_deadline(now=None):
 
 HOST_FIELDS = (
     "name",
+    "kind",
     "base_url",
     "is_active",
     "memory_mb",
@@ -763,3 +764,30 @@ def host_delete(*, actor: Actor, host: Host) -> None:
     values = _host_values(host, HOST_FIELDS)
     audit(actor=actor, action="host.deleted", target=host, data=values)
     host.delete()
+
+
+@transaction.atomic
+def host_nodes_sync(*, host: Host, nodes: list[dict]) -> list[HostNode]:
+    """Mirror a swarm's nodes (``SwarmRuntime.nodes()``) into HostNode rows: new ones added,
+    known ones updated, vanished ones removed. Not audited: it records what Swarm says, not a
+    decision of ours."""
+    now = timezone.now()
+    seen = []
+    for node in nodes:
+        row, _created = HostNode.objects.update_or_create(
+            host=host,
+            swarm_node_id=node["id"],
+            defaults={
+                "hostname": node["hostname"],
+                "address": node["address"],
+                "engine_url": node["engine_url"],
+                "role": node["role"],
+                "memory_mb": int(node["memory_bytes"]) // (1024 * 1024),
+                "availability": node["availability"],
+                "state": node["state"],
+                "last_seen_at": now,
+            },
+        )
+        seen.append(row)
+    HostNode.objects.filter(host=host).exclude(pk__in=[r.pk for r in seen]).delete()
+    return seen

@@ -5,6 +5,7 @@
 #   scripts/swarm-lab.sh down            # remove everything `up` made, also after a crash
 #   scripts/swarm-lab.sh status          # what exists now; exit 0 only when three nodes are Ready
 #   scripts/swarm-lab.sh env             # NODE_N_SOCK / NODE_N_ADDR lines for scripts and tests
+#   scripts/swarm-lab.sh deps            # install what the lab needs beyond the engine (make test)
 #
 # Each node is one dockerd (with its own containerd) started in its own network namespace
 # cf-swarm-N (and UTS namespace, so each node has its own hostname), with its own data root,
@@ -240,6 +241,15 @@ swarm_up() {
         fi
         sleep 0.5
     done
+    # Each node tells the control plane where its own engine answers (volume files and exec go
+    # there, not through the manager): node label clawfleet.engine (instances/runtime/swarm.py).
+    local id
+    for n in $(seq 1 "$NODES"); do
+        id=$(dk "$n" info --format '{{.Swarm.NodeID}}')
+        if [ "$(dk 1 node inspect --format '{{index .Spec.Labels "clawfleet.engine"}}' "$id")" != "unix://$(sock "$n")" ]; then
+            dk 1 node update --label-add "clawfleet.engine=unix://$(sock "$n")" "$id" >/dev/null
+        fi
+    done
     if ! dk 1 network inspect "$OVERLAY" >/dev/null 2>&1; then
         dk 1 network create --driver overlay --attachable "$OVERLAY" >/dev/null
     fi
@@ -344,6 +354,19 @@ cmd_status() {
     [ "$ok" = 1 ]
 }
 
+cmd_deps() { # the tools beyond docker.io (scripts/ensure-docker.sh), on Debian, only if missing
+    local pkgs=() tool pkg
+    for tool in ip:iproute2 iptables:iptables nsenter:util-linux unshare:util-linux setsid:util-linux; do
+        pkg=${tool#*:}
+        command -v "${tool%%:*}" >/dev/null || [[ " ${pkgs[*]} " == *" $pkg "* ]] || pkgs+=("$pkg")
+    done
+    [ ${#pkgs[@]} -gt 0 ] || return 0
+    [ "$(id -u)" = 0 ] || die "missing ${pkgs[*]}: run as root to install them"
+    log "installing ${pkgs[*]} with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" ||
+        die "apt-get install ${pkgs[*]} failed"
+}
+
 cmd_env() {
     local n
     for n in $(seq 1 "$NODES"); do
@@ -362,5 +385,6 @@ up)
 down) cmd_down ;;
 status) cmd_status ;;
 env) cmd_env ;;
-*) die "usage: $0 up [IMAGE...] | down | status | env" ;;
+deps) cmd_deps ;;
+*) die "usage: $0 up [IMAGE...] | down | status | env | deps" ;;
 esac

@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fakes.fixtures",
     "tests.edge.proxy",
     "tests.browser.fixtures",
+    "tests.swarm_lab",
 ]
 
 PASSWORD = "correct-horse-battery"

@@ -1,4 +1,5 @@
-"""Hosts: the Docker engines we place instances on, and their capacity.
+"""Hosts: the Docker engines and swarms we place instances on, their capacity and (a swarm's)
+nodes.
 
 Hosts are configuration staff edit here; the form's values are written by
 instances.services.host_create / host_update / host_delete, which audit every change
@@ -10,9 +11,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
 
 from .. import selectors, services
 from ..models import Host
+from ..runtime import RuntimeErrorBase, runtime_for
 from .common import admin_actor
 
 
@@ -36,6 +39,7 @@ class HostAdmin(admin.ModelAdmin):
     form = HostForm
     list_display = [
         "name",
+        "kind",
         "base_url",
         "is_active",
         "instances_used",
@@ -43,9 +47,10 @@ class HostAdmin(admin.ModelAdmin):
         "last_seen_at",
         "short_error",
     ]
-    list_filter = ["is_active"]
+    list_filter = ["is_active", "kind"]
+    actions = ["sync_swarm_nodes"]
     search_fields = ["name", "base_url"]
-    readonly_fields = ["last_seen_at", "last_error", "created_at"]
+    readonly_fields = ["last_seen_at", "last_error", "created_at", "swarm_nodes"]
     fields = [*services.HOST_FIELDS, *readonly_fields]
 
     def get_queryset(self, request):
@@ -65,11 +70,49 @@ class HostAdmin(admin.ModelAdmin):
         pct = round(100 * obj.memory_allocated / obj.memory_mb) if obj.memory_mb else 0
         return f"{obj.memory_allocated:,} / {obj.memory_mb:,} MB ({pct} %)"
 
+    @admin.display(description="nodes")
+    def swarm_nodes(self, obj):
+        """A swarm's nodes as Swarm last reported them ("Sync swarm nodes" refreshes them)."""
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} MB</td><td>{}</td>"
+            "<td>{}</td></tr>",
+            (
+                (
+                    n.hostname,
+                    n.role,
+                    n.address,
+                    n.engine_url,
+                    f"{n.memory_mb:,}",
+                    n.availability,
+                    n.state,
+                )
+                for n in obj.nodes.all()
+            ),
+        )
+        if not rows:
+            return "-"
+        return format_html(
+            "<table><tr><th>hostname</th><th>role</th><th>address</th><th>engine</th>"
+            "<th>memory</th><th>availability</th><th>state</th></tr>{}</table>",
+            rows,
+        )
+
     @admin.display(description="last error")
     def short_error(self, obj):
         return (obj.last_error or "")[:80]
 
-    # -- writes go through the audited services --
+    # -- writes go through the services --
+
+    @admin.action(description="Sync swarm nodes")
+    def sync_swarm_nodes(self, request, queryset):
+        for host in queryset.filter(kind=Host.Kind.SWARM):
+            try:
+                rows = services.host_nodes_sync(host=host, nodes=runtime_for(host).nodes())
+            except RuntimeErrorBase as exc:
+                messages.error(request, f"{host.name}: {exc}")
+                continue
+            messages.success(request, f"{host.name}: {len(rows)} node(s)")
 
     def save_model(self, request, obj, form, change):
         values = {name: form.cleaned_data[name] for name in services.HOST_FIELDS}

@@ -1,13 +1,14 @@
 """The runtime: what the control plane needs from a container engine.
 
-`runtime_for(host)` is the one factory: it picks the implementation named by the
-FLEET_RUNTIME setting (a dotted path to a class taking the host's engine URL; per Host kind
-once hosts have kinds) and caches one adapter per engine URL and process. Tests choose the
-in-memory fake the same way, by setting, never by patching callers.
+`runtime_for(host)` is the one factory: it picks the implementation by the Host's kind, named
+by a setting (a dotted path to a class taking the host's engine URL): FLEET_RUNTIME for a Docker
+engine, FLEET_SWARM_RUNTIME for a swarm; it caches one adapter per class, engine URL and
+process. Tests choose the in-memory fake the same way, by setting, never by patching callers.
 
 Modules: contract.py (the Protocol every backend provides, with what converging means for each
 method), types.py (ContainerSpec, ContainerInfo, shared names), errors.py, probes.py (HTTP health
-on a published port), docker.py (DockerRuntime, the only module that imports docker). The names
+on a published port), docker.py (DockerRuntime: one engine), swarm.py (SwarmRuntime: a Docker
+Swarm); those two are the only modules that import docker. The names
 re-exported here are the package's API (`from instances import runtime; runtime.X`).
 OpenClaw-specific scripts that run through a runtime live in instances/openclaw/.
 """
@@ -82,8 +83,10 @@ _runtimes_lock = threading.Lock()
 
 
 def runtime_for(host) -> Runtime:
-    """The engine adapter for a Host, of the class FLEET_RUNTIME names (cached per URL)."""
-    path = settings.FLEET_RUNTIME
+    """The adapter for a Host: FLEET_SWARM_RUNTIME for a swarm host, FLEET_RUNTIME for a
+    Docker engine (cached per class and URL)."""
+    kind = getattr(host, "kind", "docker")
+    path = settings.FLEET_SWARM_RUNTIME if kind == "swarm" else settings.FLEET_RUNTIME
     key = (path, host.base_url)
     with _runtimes_lock:
         rt = _runtimes.get(key)

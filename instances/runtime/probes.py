@@ -1,5 +1,6 @@
-"""Health over HTTP: a gateway's /healthz and /readyz on its published loopback port. No engine
-needed; every backend's ``probe`` and ``wait_ready`` use these."""
+"""Health over HTTP: a gateway's /healthz and /readyz on its published port (loopback for one
+engine, the swarm manager's reach port for Swarm). No engine needed; every backend's ``probe``
+and ``wait_ready`` use these."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from collections.abc import Callable
 from .errors import NotReady
 from .types import ContainerInfo
 
+LOOPBACK = "127.0.0.1"
 
-def http_ok(host_port: int, path: str, timeout: float = 2.0) -> bool:
-    """True when http://127.0.0.1:PORT/PATH answers 200."""
-    url = f"http://127.0.0.1:{int(host_port)}{path}"
+
+def http_ok(host_port: int, path: str, timeout: float = 2.0, address: str = LOOPBACK) -> bool:
+    """True when http://ADDRESS:PORT/PATH answers 200."""
+    url = f"http://{address}:{int(host_port)}{path}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - fixed host
             return resp.status == 200
@@ -30,11 +33,13 @@ def http_ok(host_port: int, path: str, timeout: float = 2.0) -> bool:
 CHANNEL_GRACE = 15.0
 
 
-def probe(host_port: int, timeout: float = 2.0) -> dict[str, bool]:
-    """{"healthz", "readyz"} of the gateway on 127.0.0.1:PORT. "readyz" is the gateway's own
+def probe(host_port: int, timeout: float = 2.0, address: str = LOOPBACK) -> dict[str, bool]:
+    """{"healthz", "readyz"} of the gateway on ADDRESS:PORT. "readyz" is the gateway's own
     readiness: /readyz, or /startupz when a channel holds /readyz down."""
-    ready = http_ok(host_port, "/readyz", timeout) or http_ok(host_port, "/startupz", timeout)
-    return {"healthz": http_ok(host_port, "/healthz", timeout), "readyz": ready}
+    ready = http_ok(host_port, "/readyz", timeout, address) or http_ok(
+        host_port, "/startupz", timeout, address
+    )
+    return {"healthz": http_ok(host_port, "/healthz", timeout, address), "readyz": ready}
 
 
 def wait_ready(
@@ -45,6 +50,7 @@ def wait_ready(
     check: Callable[[], ContainerInfo | None] | None = None,
     logs: Callable[[], str] | None = None,
     channel_grace: float = CHANNEL_GRACE,
+    address: str = LOOPBACK,
 ) -> float:
     """Poll /readyz on 127.0.0.1:PORT until 200 (or /startupz for ``channel_grace`` seconds:
     a broken channel does not make a gateway unready); returns the seconds waited. ``check()``
@@ -55,9 +61,9 @@ def wait_ready(
     polls = 0
     started_at = None
     while True:
-        if http_ok(host_port, "/readyz", timeout=2.0):
+        if http_ok(host_port, "/readyz", 2.0, address):
             return time.monotonic() - start
-        if http_ok(host_port, "/startupz", timeout=2.0):
+        if http_ok(host_port, "/startupz", 2.0, address):
             started_at = started_at or time.monotonic()
             if time.monotonic() - started_at >= channel_grace:
                 return time.monotonic() - start
@@ -73,7 +79,7 @@ def wait_ready(
                     f"container stopped while waiting for readiness ({state})", info, tail
                 )
         if time.monotonic() >= deadline:
-            raise NotReady(f"127.0.0.1:{host_port}/readyz not ready after {timeout:.0f}s")
+            raise NotReady(f"{address}:{host_port}/readyz not ready after {timeout:.0f}s")
         time.sleep(interval)
 
 

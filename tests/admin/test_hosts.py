@@ -4,6 +4,7 @@ which write the row and an audit row naming who changed which field from what to
 from django.urls import reverse
 
 from accounts.models import AuditEvent
+from instances import services
 from instances.models import Host
 
 from .conftest import make_instance
@@ -12,6 +13,7 @@ from .conftest import make_instance
 def host_form(**values):
     form = {
         "name": "engine-2",
+        "kind": "docker",
         "base_url": "unix:///nonexistent/docker-2.sock",
         "is_active": "on",
         "memory_mb": "16384",
@@ -92,3 +94,27 @@ def test_the_host_changelist_offers_no_bulk_delete(admin_client_, host):
 
     assert page.status_code == 200
     assert b"delete_selected" not in page.content
+
+
+def test_a_swarm_hosts_page_lists_its_nodes_as_swarm_reported_them(admin_client_):
+    host = Host.objects.create(name="swarm-1", kind=Host.Kind.SWARM, base_url="unix:///s.sock")
+    node = {
+        "id": "n1",
+        "hostname": "cf-swarm-2",
+        "address": "10.213.0.12",
+        "engine_url": "unix:///run/clawfleet-swarm/node-2.sock",
+        "role": "worker",
+        "memory_bytes": 8 * 2**30,
+        "availability": "active",
+        "state": "ready",
+    }
+    services.host_nodes_sync(host=host, nodes=[node, {**node, "id": "n2", "hostname": "gone"}])
+    services.host_nodes_sync(host=host, nodes=[node])  # n2 left the swarm
+
+    page = admin_client_.get(reverse("admin:instances_host_change", args=[host.pk]))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "cf-swarm-2" in html and "unix:///run/clawfleet-swarm/node-2.sock" in html
+    assert "8,192 MB" in html and "gone" not in html
+    assert list(host.nodes.values_list("swarm_node_id", flat=True)) == ["n1"]

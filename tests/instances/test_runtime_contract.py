@@ -1,9 +1,11 @@
 """The runtime contract (instances/runtime/contract.py), the same cases against the in-memory
-fake (tests/fakes/runtime.py) and the real Docker engine, so that the fake cannot drift.
+fake (tests/fakes/runtime.py), the real Docker engine and the Swarm backend on the three-node
+lab (tests/swarm_lab.py), so that none of them can drift.
 
-The real engine's cases are marked docker and share one container per module: the OpenClaw
-image running a trivial shell loop (no gateway boot), on the module's own network and volume,
-all removed at the end. Only this module's objects are touched (names start with its prefix).
+The real backends' cases are marked docker and share one container (on Swarm: one service) per
+module: the OpenClaw image running a trivial shell loop (no gateway boot), on the module's own
+network and volume, all removed at the end. Only this module's objects are touched (names start
+with its prefix). The swarm cases stay in this one file: one xdist worker owns the lab.
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ from instances.runtime import (
     VolumeNotFound,
     free_port,
 )
-from instances.runtime.types import MANAGED_LABEL, STATE_DIR
+from instances.runtime.swarm import (
+    ISOLATION_LABEL,
+    MEMORY_LABEL,
+    NodeUnsafe,
+    SwarmRuntime,
+    require_no_new_privileges,
+)
+from instances.runtime.types import GATEWAY_PORT, MANAGED_LABEL, STATE_DIR
 from tests.fakes.runtime import FakeNetwork, FakeRuntime
 
 MISSING_IMAGE = "clawfleet/openclaw:0.0.0-absent"
@@ -82,9 +91,14 @@ class Engine:
         return ContainerSpec(**fields)
 
     def make_leaky_network(self, name: str) -> None:
-        """A bridge on which containers may talk to each other (ICC on, Docker's default)."""
+        """A network on which containers may talk to each other: a bridge with ICC on
+        (Docker's default); on Swarm an attachable overlay anyone may join."""
         if self.kind == "docker":
             self.rt.api.create_network(name, driver="bridge", labels={MANAGED_LABEL: "true"})
+        elif self.kind == "swarm":
+            self.rt.api.create_network(
+                name, driver="overlay", attachable=True, labels={MANAGED_LABEL: "true"}
+            )
         else:
             self.rt.networks[name] = FakeNetwork(id="leaky", gateway="172.30.0.1", isolated=False)
 
@@ -92,9 +106,48 @@ class Engine:
         if self.kind == "docker":
             net = self.rt.api.inspect_network(name)
             return net["Options"].get("com.docker.network.bridge.enable_icc") == "false"
+        if self.kind == "swarm":  # a family overlay no gateway joins (each has its own)
+            net = self.rt.api.inspect_network(name)
+            return (
+                net["Driver"] == "overlay" and net["Labels"].get(ISOLATION_LABEL) == "per-service"
+            )
         return self.rt.networks[name].isolated
 
+    def occupy(self, network: str, volume_name: str) -> str:
+        """A running container on ``network``: through the runtime where it attaches
+        containers to the spec's network; on Swarm (which never attaches a gateway to it)
+        someone else's container on the manager."""
+        spec = self.spec("on-leaky", network=network, volume_name=volume_name)
+        if self.kind != "swarm":
+            self.rt.ensure_container(spec)
+            self.rt.start(spec.name)
+            return spec.name
+        api = self.rt.api
+        api.create_container(
+            image(),
+            name=spec.name,
+            entrypoint=IDLE[:1],
+            command=IDLE[1:],
+            host_config=api.create_host_config(network_mode=network),
+        )
+        api.start(spec.name)
+        return spec.name
+
+    def occupant_running(self, name: str) -> bool:
+        if self.kind != "swarm":
+            return self.rt.inspect(name).running
+        return self.rt.api.inspect_container(name)["State"]["Running"]
+
+    def vacate(self, name: str) -> None:
+        if self.kind != "swarm":
+            self.rt.remove(name)
+        else:
+            self.rt.api.remove_container(name, force=True)
+
     def cleanup(self) -> None:
+        if self.kind == "swarm":
+            self._cleanup_swarm()
+            return
         if self.kind != "docker":
             return
         api = self.rt.api
@@ -108,8 +161,32 @@ class Engine:
             with contextlib.suppress(Exception):
                 api.remove_network(net["Id"])
 
+    def _cleanup_swarm(self) -> None:
+        rt = self.rt
+        for svc in rt.api.services(filters={"name": self.prefix}):
+            with contextlib.suppress(Exception):
+                rt.remove(svc["Spec"]["Name"])
+        for row in rt.api.containers(all=True, filters={"name": self.prefix}):
+            with contextlib.suppress(Exception):
+                rt.api.remove_container(row["Id"], force=True)
+        for node in rt.nodes():
+            api = rt.engine(node["id"]).api
+            for vol in (api.volumes(filters={"name": self.prefix}) or {}).get("Volumes") or []:
+                with contextlib.suppress(Exception):
+                    api.remove_volume(vol["Name"], force=True)
+        for net in rt.api.networks(names=[self.prefix]):
+            with contextlib.suppress(Exception):
+                rt.api.remove_network(net["Id"])
 
-@pytest.fixture(scope="module", params=["fake", pytest.param("docker", marks=pytest.mark.docker)])
+
+BACKENDS = [
+    "fake",
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("swarm", marks=pytest.mark.docker),
+]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
 def engine(request):
     if request.param == "docker":
         from tests.fleet_fixtures import connect_runtime
@@ -118,6 +195,11 @@ def engine(request):
         if not rt.image_exists(image()):
             pytest.fail(f"{image()} is absent: run images/openclaw/build.sh --all", False)
         eng = Engine("docker", rt)
+    elif request.param == "swarm":
+        lab = request.getfixturevalue("swarm_lab")
+        rt = SwarmRuntime(lab.manager_url)
+        rt.ensure_image(image())
+        eng = Engine("swarm", rt)
     else:
         eng = Engine("fake", FakeRuntime())
     try:
@@ -151,7 +233,7 @@ def _shape(fn):
     return [(p.name, p.kind, p.default) for p in sig.parameters.values()]
 
 
-@pytest.mark.parametrize("backend", [DockerRuntime, FakeRuntime])
+@pytest.mark.parametrize("backend", [DockerRuntime, SwarmRuntime, FakeRuntime])
 @pytest.mark.parametrize("method", PROTOCOL_METHODS)
 def test_every_backend_provides_every_contract_method_with_its_signature(backend, method):
     assert callable(getattr(backend, method, None)), f"{backend.__name__} lacks {method}"
@@ -163,6 +245,7 @@ def test_the_contract_lists_what_the_control_plane_calls():
         PROTOCOL_METHODS
     )
     assert isinstance(FakeRuntime(), Runtime) and isinstance(DockerRuntime(), Runtime)
+    assert isinstance(SwarmRuntime("unix:///run/clawfleet-swarm/node-1.sock"), Runtime)
 
 
 # --- images and volumes -------------------------------------------------------------------------
@@ -294,7 +377,7 @@ def test_exec_reads_no_more_than_its_cap_of_a_tenants_output(engine, box):
     assert rt.exec(spec.name, ["cat", path], max_output=300_000)[1] == b"y" * 300_000
     with pytest.raises(OutputTooLarge):
         b"".join(rt.exec_stream(spec.name, ["cat", path], max_bytes=100_000))
-    if engine.kind == "docker":
+    if engine.kind != "fake":
         # Output that never ends: the cap ends the read, not the command's own timeout.
         with pytest.raises(OutputTooLarge):
             rt.exec(spec.name, ["sh", "-c", "yes"], timeout=600, max_output=1_000_000)
@@ -465,16 +548,14 @@ def test_ensure_network_refuses_a_leaky_network_with_a_running_container(engine,
     rt, (box_spec, _info) = engine.rt, box
     name = engine.name("leaky-used")
     engine.make_leaky_network(name)
-    spec = engine.spec("on-leaky", network=name, volume_name=box_spec.volume_name)
-    rt.ensure_container(spec)
-    rt.start(spec.name)
+    occupant = engine.occupy(name, box_spec.volume_name)
     try:
-        with pytest.raises(NetworkUnsafe, match=spec.name):
+        with pytest.raises(NetworkUnsafe, match=occupant):
             rt.ensure_network(name)
         assert not engine.isolated(name)  # left as it was: the container keeps its network
-        assert rt.inspect(spec.name).running
+        assert engine.occupant_running(occupant)
     finally:
-        rt.remove(spec.name)
+        engine.vacate(occupant)
     rt.ensure_network(name)  # nobody on it any more: replaced
     assert engine.isolated(name)
     rt.remove_network(name)
@@ -495,3 +576,230 @@ def test_remove_converges_and_keeps_the_volume(engine, box):
     assert rt.volume_exists(spec.volume_name)
     rt.remove_volume(spec.volume_name)
     rt.remove_network(spec.network)
+
+
+# --- Swarm only: what the backend adds on top of the contract (the lab's worker owns them) ------
+
+
+# A stand-in gateway: answers every path with its name (so /readyz is 200), on the gateway port.
+def serving(tag: str) -> list[str]:
+    script = f"require('http').createServer((q,r)=>r.end('{tag}')).listen({GATEWAY_PORT})"
+    return ["node", "-e", script]
+
+
+def fetch_from(rt, service: str, url: str) -> str:
+    """What a tenant's container gets for ``url``: "OK <body>" or "ERR <code>"."""
+    script = (
+        f"fetch('{url}',{{signal:AbortSignal.timeout(4000)}}).then(r=>r.text())"
+        ".then(t=>console.log('OK '+t),e=>console.log('ERR '+((e.cause&&e.cause.code)||e.name)))"
+    )
+    return rt.exec(service, ["node", "-e", script], timeout=30)[1].decode().strip()
+
+
+@pytest.fixture(scope="module")
+def swarm(swarm_lab):
+    eng = Engine("swarm", SwarmRuntime(swarm_lab.manager_url))
+    eng.rt.ensure_network(eng.name("net"))
+    try:
+        yield eng
+    finally:
+        eng.cleanup()
+
+
+def test_a_swarm_gateway_runs_hardened_on_the_node_that_holds_its_volume(swarm):
+    rt = swarm.rt
+    spec = swarm.spec("hard", volume_name=swarm.name("hard-vol"), env={"GATEWAY_MODE": "lan"})
+    assert rt.ensure_volume(spec.volume_name, {MEMORY_LABEL: "256"}) is True
+    node = rt.volume_node(spec.volume_name)
+    rt.ensure_container(spec)
+    rt.write_config(
+        spec.volume_name, image(), {"gateway": {"auth": {"token": SECRET}}}, [], validate=False
+    )
+    rt.start(spec.name)
+    service = rt.api.inspect_service(spec.name)
+    assert service["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == [f"node.id=={node}"]
+    assert service["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
+    (task,) = [t for t in rt.api.tasks(filters={"service": spec.name}) if t["NodeID"] == node]
+    container = rt.engine(node).api.inspect_container(
+        task["Status"]["ContainerStatus"]["ContainerID"]
+    )
+    host = container["HostConfig"]
+    assert host["ReadonlyRootfs"] and host["Init"] and host["CapDrop"] == ["ALL"]
+    assert (host["PidsLimit"], host["Memory"], host["NanoCpus"]) == (64, 256 * 2**20, 500_000_000)
+    assert container["Config"]["User"] == "1000:1000"
+    assert container["Config"]["Hostname"] == spec.hostname
+    assert {m["Destination"] for m in container["Mounts"] if m["Type"] == "tmpfs"} == {
+        "/tmp",
+        "/home/node/.cache",
+    }
+    _code, out, _err = rt.exec(
+        spec.name, ["sh", "-c", "grep -E '^(NoNewPrivs|CapEff)' /proc/1/status"]
+    )
+    assert sorted(out.split()) == sorted([b"NoNewPrivs:", b"1", b"CapEff:", b"0" * 16])
+    assert rt.exec(spec.name, ["touch", "/etc/x"])[0] != 0  # read-only root
+    assert rt.exec(spec.name, ["cat", f"{STATE_DIR}/openclaw.json"])[1].count(SECRET.encode()) == 1
+    # The secret is in the volume only: not in the service, the container or its environment.
+    assert SECRET not in json.dumps(service) + json.dumps(container)
+    assert SECRET.encode() not in rt.exec(spec.name, ["cat", "/proc/1/environ"])[1]
+    rt.remove(spec.name)
+    rt.remove_volume(spec.volume_name)
+
+
+def test_a_node_whose_engine_allows_new_privileges_is_refused():
+    """The host's own engine runs without --no-new-privileges (scripts/ensure-docker.sh): as a
+    swarm node it would be refused, with the fix in the message."""
+    from tests.fleet_fixtures import connect_runtime
+
+    host_engine = connect_runtime(settings.FLEET_DOCKER_URL)
+    with pytest.raises(NodeUnsafe, match="start its dockerd with --no-new-privileges"):
+        require_no_new_privileges(host_engine, "the host")
+
+
+def test_the_control_plane_reaches_each_swarm_gateway_and_tenants_reach_no_one_else(swarm):
+    rt = swarm.rt
+    specs = []
+    for tag in ("alpha", "bravo"):
+        spec = swarm.spec(tag, volume_name=swarm.name(f"{tag}-vol"), command=serving(tag))
+        rt.ensure_volume(spec.volume_name, {MEMORY_LABEL: "256"})
+        rt.ensure_container(spec)
+        rt.start(spec.name)
+        specs.append(spec)
+    alpha, bravo = specs
+    for spec in specs:  # through the instance's reach port on the manager, as probes go
+        rt.wait_ready(spec.host_port, 60, name=spec.name)
+        assert rt.probe(spec.host_port) == {"healthz": True, "readyz": True}
+    nodes = {rt.volume_node(s.volume_name) for s in specs}
+    print(f"alpha and bravo on {len(nodes)} node(s)")
+    bravo_address = rt.inspect(bravo.name).address
+    assert fetch_from(rt, bravo.name, f"http://{bravo_address}:18789/") == "OK bravo"
+    # alpha cannot reach bravo: not its task address, not its name, not its reach port.
+    assert fetch_from(rt, alpha.name, f"http://{bravo_address}:18789/").startswith("ERR")
+    assert fetch_from(rt, alpha.name, f"http://{bravo.name}:18789/").startswith("ERR")
+    reach = f"http://{rt.manager_address()}:{bravo.host_port}/"
+    assert fetch_from(rt, alpha.name, reach).startswith("ERR")
+    assert fetch_from(rt, bravo.name, reach).startswith("ERR")  # its own, too: not from a tenant
+    for spec in specs:
+        rt.remove(spec.name)
+        rt.remove_volume(spec.volume_name)
+
+
+def test_runtime_for_picks_the_backend_by_the_hosts_kind(settings):
+    from instances.models import Host
+    from instances.runtime import reset_runtimes, runtime_for
+
+    settings.FLEET_RUNTIME = "instances.runtime.DockerRuntime"
+    reset_runtimes()
+    try:
+        swarm_host = Host(name="s", kind=Host.Kind.SWARM, base_url="unix:///nonexistent/s.sock")
+        engine_host = Host(name="d", kind=Host.Kind.DOCKER, base_url="unix:///nonexistent/d.sock")
+        assert type(runtime_for(swarm_host)) is SwarmRuntime
+        assert type(runtime_for(engine_host)) is DockerRuntime
+    finally:
+        reset_runtimes()
+
+
+def test_a_swarm_hosts_nodes_are_mirrored_from_the_real_swarm(swarm, db):
+    from instances import services
+    from instances.models import Host
+
+    host = Host.objects.create(name="lab", kind=Host.Kind.SWARM, base_url=swarm.rt.base_url)
+    rows = services.host_nodes_sync(host=host, nodes=swarm.rt.nodes())
+    assert sorted((r.hostname, r.role, r.state) for r in rows) == [
+        ("cf-swarm-1", "manager", "ready"),
+        ("cf-swarm-2", "worker", "ready"),
+        ("cf-swarm-3", "worker", "ready"),
+    ]
+    assert all(r.engine_url.startswith("unix:///run/clawfleet-swarm/") for r in rows)
+    assert all(r.memory_mb > 1024 for r in rows)
+
+
+def swarm_chat(address: str, instance, text: str) -> str:
+    """One turn through the instance's reach port (tests/instances/helpers.chat dials loopback)."""
+    import urllib.request
+
+    body = json.dumps({"model": "openclaw", "messages": [{"role": "user", "content": text}]})
+    request = urllib.request.Request(
+        f"http://{address}:{instance.host_port}/v1/chat/completions",
+        data=body.encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {instance.gateway_token}",
+            "Content-Type": "application/json",
+            "x-openclaw-session-key": "swarm-1",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=180) as resp:
+        return json.loads(resp.read())["choices"][0]["message"]["content"]
+
+
+def test_a_swarm_gateway_deployed_by_the_handler_chats_and_survives_a_crash_via_reconcile(
+    swarm, alice_org, entitled_org, settings
+):
+    """The real OpenClaw image, deployed by the same handler as on one engine (no edge proxy
+    for a swarm yet), answers through its reach port with the mock LLM's reply."""
+    from accounts.services import SYSTEM
+    from fleet import hooks
+    from instances import operations, services
+    from instances.models import Host, Instance
+    from instances.reconcile import reconcile_host
+    from mockllm.server import start_mock_llm
+    from tests.fleet_fixtures import MOCK_MODEL
+    from tests.instances.helpers import requests_with, wait_until
+
+    rt = swarm.rt
+    control = rt.control_address()
+    mock = start_mock_llm([control], 0, model_id=MOCK_MODEL)
+    mock.keep_bodies = True  # the earlier turns OpenClaw sends back are what the test reads
+    settings.FLEET_EGRESS_ALLOW = [*settings.FLEET_EGRESS_ALLOW, f"{control}:{mock.port}"]
+    settings.FLEET_EDGE_ADMIN_URL = ""  # the edge proxy does not route to a swarm yet
+    settings.FLEET_NETWORK = swarm.name("family")
+    entitled_org(alice_org)
+    Host.objects.update(is_active=False)  # the swarm takes this deploy
+    host = Host.objects.create(name="lab-swarm", kind=Host.Kind.SWARM, base_url=rt.base_url)
+    instance = None
+    try:
+        with hooks.only("instance.ready"), hooks.only("operation.finished"):
+            op = services.instance_deploy(
+                actor=SYSTEM,
+                organization=alice_org,
+                name="swarm-bot",
+                provider="custom",
+                model_name=MOCK_MODEL,
+                api_key="",
+                model_base_url=mock.url_for(control),
+            )
+            instance = Instance.objects.get(pk=op.instance_id)
+            op = operations.run_operation(op.pk)
+        assert op.state == "succeeded", op.error_detail
+        instance.refresh_from_db()
+        assert (instance.host, instance.status) == (host, "running")
+        node = rt.volume_node(instance.volume_name)
+        assert (
+            rt.api.inspect_service(instance.container_name)["Spec"]["Labels"]["clawfleet.node"]
+            == node
+        )
+        address = rt.manager_address()
+        assert swarm_chat(address, instance, "hello swarm") == "Mock reply: hello swarm"
+        # The task's container dies (a crash): one reconcile pass starts a new task, on the same
+        # node with the same volume, and the same conversation goes on.
+        (task,) = rt.api.tasks(filters={"service": instance.container_name})
+        rt.engine(node).api.kill(task["Status"]["ContainerStatus"]["ContainerID"])
+        wait_until(lambda: not rt.inspect(instance.container_name).running, 60, what="exit")
+        reconcile_host(host)
+        assert rt.inspect(instance.container_name).running
+        (task,) = [
+            t
+            for t in rt.api.tasks(filters={"service": instance.container_name})
+            if t["Status"]["State"] in ("starting", "running")
+        ]
+        assert task["NodeID"] == node
+        rt.wait_ready(instance.host_port, 240, name=instance.container_name)
+        assert swarm_chat(address, instance, "still there?") == "Mock reply: still there?"
+        (after,) = requests_with(mock, "still there?")
+        assert "hello swarm" in str(after["body"]["messages"])
+    finally:
+        mock.stop()
+        if instance is not None:
+            rt.remove(instance.container_name)
+            rt.remove_volume(instance.volume_name)
+        rt.remove_network(settings.FLEET_NETWORK)
